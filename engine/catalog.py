@@ -1,0 +1,47 @@
+"""A catalog is a named registry of choices: tasks, models, optimizers, schedulers, losses.
+
+The CLI's ``list`` command, the TUI's choices and the validation messages all read the same
+catalogs, so adding an entry is the only step needed to offer a new choice everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Generic, Protocol, TypeVar
+
+from engine.errors import ConfigError, did_you_mean
+
+
+class Named(Protocol):
+    name: str
+    description: str
+
+
+E = TypeVar("E", bound=Named)
+
+
+class Catalog(Mapping[str, E], Generic[E]):
+    """An ordered, read-only mapping from name to entry that explains unknown names."""
+
+    def __init__(self, kind: str, entries: Iterable[E]):
+        self.kind = kind
+        self._entries = {entry.name: entry for entry in entries}
+
+    def __getitem__(self, name: str) -> E:
+        return self._entries[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def entry(self, name: str, field: str | None = None) -> E:
+        """The entry called ``name``; a :class:`ConfigError` naming the choices otherwise."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise ConfigError(
+                f"{field or self.kind}: '{name}' is not a known {self.kind}; "
+                f"choose one of {', '.join(self._entries)}{did_you_mean(name, self._entries)}"
+            ) from None

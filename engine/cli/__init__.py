@@ -1,0 +1,1 @@
+"""The headless ``torchdeck`` command line (Typer), a thin layer over the engine."""

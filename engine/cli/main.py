@@ -1,0 +1,238 @@
+"""The ``torchdeck`` command: a thin Typer layer over the engine.
+
+Only Typer and the standard library are imported at module level; torch is imported inside the
+commands that train or read checkpoints, so ``torchdeck --help`` starts fast.
+
+Exit codes: 0 done, 1 the run failed, 2 bad input (one line on stderr, no traceback),
+128 + signal number when a signal stopped a run (130 for Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from engine.config import option_help, option_names
+from engine.errors import TorchdeckError
+
+from typer import Abort
+
+try:  # Typer >= 0.29 vendors Click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older Typer with Click installed beside it
+    from click.exceptions import ClickException, NoArgsIsHelpError
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="torchdeck",
+    help="Train, watch and inspect PyTorch models from the terminal.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+HELP = option_help()
+
+
+def _opt(name: str, *flags: str, **kwargs) -> typer.models.OptionInfo:
+    return typer.Option(None, *flags, help=HELP[name], show_default=False, **kwargs)
+
+
+@app.command()
+def train(
+    task: Optional[str] = _opt("task", "--task", "-t"),
+    data_dir: Optional[str] = _opt("data_dir", "--data-dir"),
+    model: Optional[str] = _opt("model", "--model", "-m"),
+    hidden: Optional[str] = _opt("hidden", "--hidden"),
+    activation: Optional[str] = _opt("activation", "--activation"),
+    dropout: Optional[float] = _opt("dropout", "--dropout"),
+    batch_norm: Optional[bool] = _opt("batch_norm", "--batch-norm/--no-batch-norm"),
+    loss: Optional[str] = _opt("loss", "--loss"),
+    optimizer: Optional[str] = _opt("optimizer", "--optimizer", "-o"),
+    lr: Optional[float] = _opt("lr", "--lr"),
+    momentum: Optional[float] = _opt("momentum", "--momentum"),
+    nesterov: Optional[bool] = _opt("nesterov", "--nesterov/--no-nesterov"),
+    weight_decay: Optional[float] = _opt("weight_decay", "--weight-decay"),
+    scheduler: Optional[str] = _opt("scheduler", "--scheduler"),
+    step_size: Optional[int] = _opt("step_size", "--step-size"),
+    gamma: Optional[float] = _opt("gamma", "--gamma"),
+    scheduler_patience: Optional[int] = _opt("scheduler_patience", "--scheduler-patience"),
+    batch_size: Optional[int] = _opt("batch_size", "--batch-size", "-b"),
+    epochs: Optional[int] = _opt("epochs", "--epochs", "-e"),
+    patience: Optional[int] = _opt("patience", "--patience"),
+    min_delta: Optional[float] = _opt("min_delta", "--min-delta"),
+    monitor: Optional[str] = _opt("monitor", "--monitor"),
+    val_fraction: Optional[float] = _opt("val_fraction", "--val-fraction"),
+    test_fraction: Optional[float] = _opt("test_fraction", "--test-fraction"),
+    device: Optional[str] = _opt("device", "--device"),
+    seed: Optional[int] = _opt("seed", "--seed"),
+    out: Optional[str] = _opt("out", "--out"),
+    name: Optional[str] = _opt("name", "--name"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
+        "--patience and --min-delta may change)"
+    ),
+    json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
+) -> None:
+    """Train a model. With no options: the seed's Iris run."""
+    flags = {key: value for key, value in locals().items() if key in option_names() and value is not None}
+    from engine.cli.report import make_reporter
+    from engine.config import RunConfig
+    from engine.run import Run
+
+    if resume is not None:
+        if config is not None:
+            raise TorchdeckError("--config cannot be combined with --resume: a resumed run keeps its own config")
+        run = Run.resume(resume, **flags).start()
+    else:
+        values = RunConfig.read_toml(config) if config is not None else {}
+        run = Run.new(RunConfig.from_values({**values, **flags})).start()
+    reporter = make_reporter(json_lines)
+    with _stop_on_signals(run) as received:
+        try:
+            for event in run.events:
+                reporter(event)
+        finally:
+            reporter.close()
+            run.control.stop("the command ended")
+            run.wait()
+    result = run.result
+    if result is None or result.name == "run_failed":
+        raise typer.Exit(EXIT_FAILED)
+    if result.name == "run_stopped":
+        raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+
+
+class _stop_on_signals:
+    """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once."""
+
+    SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+
+    def __init__(self, run):
+        self.run = run
+        self.received: list[int] = []
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            raise SystemExit(128 + signum)
+        self.received.append(signum)
+        self.run.control.stop(f"received {signal.Signals(signum).name}")
+
+    def __enter__(self) -> list[int]:
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self._handle)
+        return self.received
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+class Catalogs(str, Enum):
+    tasks = "tasks"
+    models = "models"
+    optimizers = "optimizers"
+    schedulers = "schedulers"
+    losses = "losses"
+    activations = "activations"
+
+
+@app.command("list")
+def list_(what: Optional[Catalogs] = typer.Argument(None, help="which catalog (default: all)")) -> None:
+    """List the tasks, models, optimizers, schedulers, losses and activations on offer."""
+    from engine.cli import show
+
+    show.catalogs([what.value] if what else [c.value for c in Catalogs])
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="run directory or .pt checkpoint"),
+    json_out: bool = typer.Option(False, "--json", help="print the description as JSON"),
+) -> None:
+    """Show a run: config, progress, best and last metrics, history, layers, files, versions."""
+    from engine.cli import show
+    from engine.inference import describe
+
+    info = describe(path)
+    _json(info) if json_out else show.description(info)
+
+
+class Splits(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+@app.command()
+def evaluate(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    split: Splits = typer.Option(Splits.test, "--split", help="which split to evaluate"),
+    json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Metrics, confusion matrix and classification report on a data split."""
+    from engine.cli import show
+    from engine.inference import evaluate as run_evaluation
+    from engine.inference import load
+
+    result = run_evaluation(load(path), split.value)
+    _json(result) if json_out else show.evaluation(result)
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="comma-separated feature values; repeatable"),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV file of rows to predict"),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show per input"),
+    json_out: bool = typer.Option(False, "--json", help="print the predictions as JSON"),
+) -> None:
+    """Predict classes (with probabilities) or values for new inputs."""
+    from engine.cli import show
+    from engine.inference import load, parse_rows, predict as run_prediction, read_csv
+
+    if bool(inputs) == bool(csv_file):
+        raise TorchdeckError("give the inputs with --input (repeatable) or --csv FILE, one of the two")
+    saved = load(path)
+    rows = parse_rows(inputs) if inputs else read_csv(csv_file, saved.meta.feature_names)
+    predictions = run_prediction(saved, rows, top_k)
+    _json(predictions) if json_out else show.predictions(predictions, saved.meta)
+
+
+def _json(data) -> None:
+    print(json.dumps(data, indent=2, default=float))
+
+
+def main() -> None:
+    """Console entry point: every user error becomes one line on stderr and exit status 2."""
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="torchdeck", standalone_mode=False)
+    except NoArgsIsHelpError:
+        code = 0  # the help has been printed
+    except ClickException as exc:
+        _error(exc.format_message())
+        code = EXIT_BAD_INPUT
+    except TorchdeckError as exc:
+        _error(str(exc))
+        code = EXIT_BAD_INPUT
+    except Abort:
+        code = 130
+    except BrokenPipeError:
+        code = EXIT_FAILED
+    sys.exit(code or 0)
+
+
+def _error(text: str) -> None:
+    print(f"torchdeck: error: {text}", file=sys.stderr)

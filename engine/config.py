@@ -1,0 +1,278 @@
+"""RunConfig: every option of a run in one validated, TOML-serialisable dataclass.
+
+All front ends meet here: the CLI's flags, a ``--config`` TOML file, the TUI wizard and a
+checkpoint's saved config all become a RunConfig, and every check of a value lives in this
+module, so a bad value gets the same message wherever it was typed.
+
+Field defaults are neutral; :meth:`RunConfig.for_task` starts from a task's preset (the seed's
+exact setup where there is one) and applies the caller's overrides on top.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from importlib import import_module
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.errors import ConfigError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+DEFAULT_TASK = "iris"
+
+# Catalog each name-valued option is checked against; imported on first use because the
+# catalogs import torch and `import engine.config` must stay cheap for the CLI.
+_CATALOGS = {
+    "task": ("engine.tasks", "TASKS"),
+    "model": ("engine.models", "MODELS"),
+    "activation": ("engine.models", "ACTIVATIONS"),
+    "optimizer": ("engine.optim", "OPTIMIZERS"),
+    "scheduler": ("engine.optim", "SCHEDULERS"),
+    "loss": ("engine.losses", "LOSSES"),
+}
+
+
+def catalog(option: str):
+    """The catalog behind a name-valued option (``task``, ``model``, ...)."""
+    module, attr = _CATALOGS[option]
+    return getattr(import_module(module), attr)
+
+
+def _positive(value):
+    return None if value > 0 else "it must be greater than 0"
+
+
+def _at_least(low):
+    return lambda value: None if value >= low else f"it must be at least {low}"
+
+
+def _between(low, high):
+    """A check for low <= value < high."""
+    return lambda value: None if low <= value < high else f"it must be in [{low}, {high})"
+
+
+def _fraction(value):
+    return None if 0 < value < 0.5 else "it must be between 0 and 0.5 (exclusive)"
+
+
+def _gamma(value):
+    return None if 0 < value <= 1 else "it must be in (0, 1]"
+
+
+def _layer_sizes(value):
+    return None if all(size >= 1 for size in value) else "every layer size must be at least 1"
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def _device(value):
+    return None if _DEVICE.match(value) else "use auto, cpu, cuda, cuda:N or mps"
+
+
+def _option(default: Any, help: str, check: Callable | None = None, group: str = "training"):
+    return field(default=default, metadata={"help": help, "check": check, "group": group})
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Every option of a training run, checked when the object is made."""
+
+    # data
+    task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks)", group="data")
+    data_dir: str | None = _option(None, "folder or file holding the task's data", group="data")
+    val_fraction: float = _option(0.1, "share of the data held out for validation", _fraction, "data")
+    test_fraction: float = _option(0.2, "share of the data held out for the final test", _fraction, "data")
+    # model
+    model: str = _option("mlp", "network architecture (torchdeck list models)", group="model")
+    hidden: tuple[int, ...] = _option((64,), "hidden layer sizes, e.g. 16,8", _layer_sizes, "model")
+    activation: str = _option("relu", "activation between hidden layers", group="model")
+    dropout: float = _option(0.0, "dropout probability after each hidden layer", _between(0, 1), "model")
+    batch_norm: bool = _option(False, "batch normalisation after each hidden layer", group="model")
+    loss: str = _option("auto", "loss function; auto follows the task kind", group="model")
+    # optimisation
+    optimizer: str = _option("adam", "optimizer (torchdeck list optimizers)")
+    lr: float = _option(1e-3, "learning rate", _positive)
+    momentum: float = _option(0.0, "momentum (sgd, rmsprop)", _between(0, 1))
+    nesterov: bool = _option(False, "Nesterov momentum (sgd)")
+    weight_decay: float = _option(0.0, "L2 penalty (decoupled for adamw)", _at_least(0))
+    scheduler: str = _option("none", "learning-rate schedule (torchdeck list schedulers)")
+    step_size: int = _option(10, "epochs between learning-rate drops (step)", _at_least(1))
+    gamma: float = _option(0.1, "learning-rate factor per drop (step, plateau)", _gamma)
+    scheduler_patience: int = _option(5, "epochs without improvement before a drop (plateau)", _at_least(0))
+    batch_size: int = _option(32, "samples per optimisation step", _at_least(1))
+    epochs: int = _option(20, "total number of epochs", _at_least(1))
+    patience: int = _option(0, "early stopping: epochs without improvement (0 = off)", _at_least(0))
+    min_delta: float = _option(0.0, "early stopping: smallest change that counts", _at_least(0))
+    monitor: str = _option("auto", "validation number for best checkpoint and early stopping")
+    # run
+    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps", _device, "run")
+    seed: int = _option(0, "random seed; the same seed gives the same run on CPU", _at_least(0), "run")
+    out: str = _option("checkpoints", "folder that receives the run directory", group="run")
+    name: str | None = _option(None, "run directory name (default: task-model-time)", group="run")
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
+            check = f.metadata["check"]
+            problem = check(getattr(self, f.name)) if check else None
+            if problem:
+                raise ConfigError(f"{f.name}: {getattr(self, f.name)!r} is not allowed; {problem}")
+        for option in _CATALOGS:
+            if option != "loss" or self.loss != "auto":
+                catalog(option).entry(getattr(self, option), option)
+        self._check_combination()
+
+    def _check_combination(self) -> None:
+        kind = catalog("task")[self.task].kind
+        if self.loss != "auto" and kind not in catalog("loss")[self.loss].kinds:
+            raise ConfigError(
+                f"loss: '{self.loss}' does not fit the {kind} task '{self.task}'; "
+                f"choose one of auto, {', '.join(n for n, e in catalog('loss').items() if kind in e.kinds)}"
+            )
+        allowed = monitors(kind)
+        if self.monitor not in allowed:
+            raise ConfigError(
+                f"monitor: '{self.monitor}' is not measured for the {kind} task '{self.task}'; "
+                f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}"
+            )
+        if self.model == "mlp" and not self.hidden:
+            raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64")
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def for_task(cls, task: str = DEFAULT_TASK, **overrides: Any) -> "RunConfig":
+        """The task's preset with ``overrides`` applied: what choosing a task means."""
+        preset = catalog("task").entry(task, "task").preset
+        return cls.from_dict({**preset, **overrides, "task": task})
+
+    @classmethod
+    def from_values(cls, values: dict[str, Any]) -> "RunConfig":
+        """A config from loose values (a TOML file, CLI flags): the named task's preset first."""
+        values = dict(values)
+        return cls.for_task(values.pop("task", DEFAULT_TASK), **values)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
+        """A config from exactly these values; unknown keys are errors."""
+        known = option_names()
+        for key in data:
+            if key not in known:
+                raise ConfigError(f"unknown option '{key}'{did_you_mean(key, known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "RunConfig":
+        """A copy with ``changes`` applied and checked."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    # --- serialisation ------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values (lists for tuples, no ``None``): safe for TOML, JSON and checkpoints."""
+        out = {}
+        for key, value in asdict(self).items():
+            if value is not None:
+                out[key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    @staticmethod
+    def read_toml(path: str | Path) -> dict[str, Any]:
+        """The values of a TOML config file (not yet merged with a preset)."""
+        path = Path(path)
+        try:
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "RunConfig":
+        return cls.from_values(cls.read_toml(path))
+
+    def kind(self) -> str:
+        """The task kind: regression, binary or multiclass."""
+        return catalog("task")[self.task].kind
+
+
+def option_names() -> list[str]:
+    return [f.name for f in fields(RunConfig)]
+
+
+def option_help() -> dict[str, str]:
+    return {f.name: f.metadata["help"] for f in fields(RunConfig)}
+
+
+def default_value(name: str) -> Any:
+    f = {f.name: f for f in fields(RunConfig)}[name]
+    return None if f.default is MISSING else f.default
+
+
+def monitors(kind: str) -> list[str]:
+    """The names ``monitor`` accepts for a task kind; ``auto`` picks the first metric."""
+    metrics = ["mae", "rmse", "r2"] if kind == "regression" else ["accuracy"]
+    return ["auto", "val_loss", *metrics]
+
+
+def _coerce(f, value: Any) -> Any:
+    """Turn a loose value (TOML, CLI text) into the field's type, or explain why not."""
+    kind, original = f.type, value
+    try:
+        if value is None:
+            if "None" in kind:
+                return None
+            raise ValueError
+        if kind.startswith("tuple"):
+            if isinstance(value, str):
+                value = [part for part in value.replace(" ", "").split(",") if part]
+            return tuple(_integer(v) for v in value)
+        if kind.startswith("bool"):
+            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+                return value.lower() in ("true", "yes", "1")
+            if isinstance(value, bool):
+                return value
+            raise ValueError
+        if kind.startswith("int"):
+            return _integer(value)
+        if kind.startswith("float"):
+            if isinstance(value, bool):
+                raise ValueError
+            number = float(value)
+            if number != number or number in (float("inf"), float("-inf")):
+                raise ValueError
+            return number
+        if isinstance(value, str):
+            return value
+        raise ValueError
+    except (TypeError, ValueError):
+        expected = {
+            "tuple": "a list of whole numbers such as 16,8",
+            "bool": "true or false",
+            "int": "a whole number",
+            "float": "a finite number",
+        }.get(kind.split("[")[0].split(" ")[0], "text")
+        raise ConfigError(f"{f.name}: {original!r} is not allowed; it must be {expected}") from None
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError
+        return int(value)
+    return int(value)

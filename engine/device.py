@@ -1,0 +1,59 @@
+"""Choosing the device and describing the machine a run is on."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+from engine.errors import ConfigError
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is cuda, then mps, then cpu; an explicit device must exist on this machine."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: '{name}' was asked for, but this machine has no usable CUDA GPU; use cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device: '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+            )
+    if device.type == "mps" and not _mps_available():
+        raise ConfigError(f"device: '{name}' was asked for, but MPS is not available here; use cpu or auto")
+    return device
+
+
+def _mps_available() -> bool:
+    return bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple MPS"
+    return platform.processor() or platform.machine() or "cpu"
+
+
+def device_info(device: torch.device) -> dict[str, object]:
+    """What a dashboard shows about where the run is going: name, memory, threads."""
+    info: dict[str, object] = {
+        "device": str(device),
+        "name": device_name(device),
+        "torch": str(torch.__version__),
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count() or 1,
+    }
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        info["memory_used"] = total - free
+        info["memory_total"] = total
+    return info

@@ -1,0 +1,184 @@
+"""The events a run reports, and the stream that carries them to front ends.
+
+The training thread publishes events; any number of listeners (the run-directory writer) see
+each one synchronously in that thread, and one consumer reads them from a thread-safe queue,
+either as a plain iterator (CLI) or with ``async for`` (TUI). Every event is a flat dict-like
+dataclass whose ``to_dict()`` is exactly the JSON line written to ``--json`` and
+``events.jsonl``, so ``watch`` can rebuild the same events from a file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, AsyncIterator, Callable, ClassVar, Iterator
+
+
+@dataclass
+class Event:
+    name: ClassVar[str] = "event"
+    terminal: ClassVar[bool] = False
+    time: float = field(default_factory=time.time, kw_only=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"event": self.name, **asdict(self)}
+
+
+@dataclass
+class RunStarted(Event):
+    name: ClassVar[str] = "run_started"
+    run_dir: str
+    config: dict[str, Any]
+    device: str
+    device_name: str
+    parameters: int
+    sizes: dict[str, int]
+    epochs: int
+    batches: int
+    start_epoch: int = 0
+    resumed_from: str | None = None
+    pid: int = 0
+    versions: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BatchProgress(Event):
+    name: ClassVar[str] = "batch"
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    step: int
+    loss: float
+    samples_per_s: float
+    eta_s: float
+
+
+@dataclass
+class EpochEnded(Event):
+    name: ClassVar[str] = "epoch"
+    epoch: int
+    epochs: int
+    train_loss: float
+    val_loss: float
+    metrics: dict[str, float]
+    lr: float
+    seconds: float
+    samples: int
+    improved: bool = False
+
+
+@dataclass
+class CheckpointSaved(Event):
+    name: ClassVar[str] = "checkpoint"
+    path: str
+    kind: str  # best | last
+    epoch: int
+
+
+@dataclass
+class Message(Event):
+    name: ClassVar[str] = "message"
+    text: str
+    level: str = "info"  # info | warning
+
+
+@dataclass
+class RunFinished(Event):
+    name: ClassVar[str] = "run_finished"
+    terminal: ClassVar[bool] = True
+    run_dir: str
+    reason: str  # completed | early_stopping
+    epochs_done: int
+    best: dict[str, Any]
+    test: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class RunStopped(Event):
+    name: ClassVar[str] = "run_stopped"
+    terminal: ClassVar[bool] = True
+    run_dir: str
+    reason: str
+    epoch: int
+    batch: int
+    checkpoint: str | None
+    resume_command: str
+
+
+@dataclass
+class RunFailed(Event):
+    name: ClassVar[str] = "run_failed"
+    terminal: ClassVar[bool] = True
+    message: str
+    run_dir: str | None = None
+    details: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.name: cls
+    for cls in (RunStarted, BatchProgress, EpochEnded, CheckpointSaved, Message, RunFinished, RunStopped, RunFailed)
+}
+
+TERMINAL_STATUS = {RunFinished.name: "finished", RunStopped.name: "stopped", RunFailed.name: "failed"}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from its JSON form (unknown fields from newer versions are ignored)."""
+    cls = EVENT_TYPES[data["event"]]
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_END = object()
+
+
+class EventStream:
+    """Events from one producer thread to one consumer, in order, ending at a terminal event."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._listeners: list[Callable[[Event], None]] = []
+        self.producer: threading.Thread | None = None  # set by the run; its death ends the stream
+
+    def subscribe(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener`` in the producer thread for every event, before it is queued."""
+        self._listeners.append(listener)
+
+    def publish(self, event: Event) -> None:
+        for listener in self._listeners:
+            listener(event)
+        self._queue.put(event)
+        if event.terminal:
+            self._queue.put(_END)
+
+    def __iter__(self) -> Iterator[Event]:
+        while True:
+            # A short timeout keeps the main thread responsive to signals such as Ctrl+C.
+            item = self._next_blocking()
+            if item is _END:
+                return
+            yield item
+
+    def _next_blocking(self):
+        while True:
+            try:
+                item = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                if self.producer is not None and not self.producer.is_alive() and self._queue.empty():
+                    return _END  # the producer ended without a terminal event: never wait forever
+                continue
+            if item is _END:
+                self._queue.put(_END)
+            return item
+
+    async def __aiter__(self) -> AsyncIterator[Event]:
+        while True:
+            item = await asyncio.to_thread(self._next_blocking)
+            if item is _END:
+                return
+            yield item

@@ -1,0 +1,197 @@
+"""Using a saved run: describe it, evaluate it on a split, predict new samples.
+
+Everything here starts from a run directory or a checkpoint file and needs nothing else: the
+model is rebuilt from the catalog by the checkpoint's config, the data split is rebuilt with
+the same fixed seed, and inputs are scaled with the scaler statistics stored at training time.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn import metrics as skm
+
+from engine import checkpoint, rundir
+from engine.config import RunConfig
+from engine.errors import CheckpointError, DataError, TorchdeckError
+from engine.losses import build_loss
+from engine.metrics import compute, labels, predict_classes, probabilities
+from engine.models import build_model
+from engine.tasks import TaskMeta, load_task
+
+
+@dataclass
+class SavedRun:
+    """A checkpoint loaded for use: its config, task metadata and model in eval mode."""
+
+    path: Path
+    run_dir: Path | None
+    state: dict[str, Any]
+    config: RunConfig
+    meta: TaskMeta
+    model: torch.nn.Module
+
+
+def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
+    """Load the run at ``path``; a run directory gives its ``best.pt`` unless ``prefer`` says otherwise."""
+    ckpt_path, run_dir = rundir.locate(path, prefer)
+    state = checkpoint.load(ckpt_path)
+    try:
+        config = RunConfig.from_dict(state["config"])
+        meta = TaskMeta.from_dict(state["task"])
+        model = build_model(config, meta)
+        model.load_state_dict(state["model"])
+    except TorchdeckError as exc:
+        raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt_path} is incomplete or does not fit its config ({str(exc).splitlines()[0]})") from None
+    model.eval()
+    return SavedRun(ckpt_path, run_dir, state, config, meta, model)
+
+
+def describe(path: str | Path) -> dict[str, Any]:
+    """Everything ``inspect`` shows: config, progress, metrics, history, layers, files, versions."""
+    saved = load(path, prefer=rundir.LAST)
+    state = saved.state
+    history = state.get("train_state", {}).get("history", [])
+    layers = [
+        {"name": name, "shape": list(tensor.shape), "parameters": tensor.numel()}
+        for name, tensor in saved.model.state_dict().items()
+        if name in dict(saved.model.named_parameters())
+    ]
+    files = {}
+    if saved.run_dir is not None:
+        files = {p.name: p.stat().st_size for p in sorted(saved.run_dir.iterdir()) if not p.name.startswith(".")}
+    return {
+        "path": str(saved.path),
+        "run_dir": str(saved.run_dir) if saved.run_dir else None,
+        "status": rundir.status(saved.run_dir) if saved.run_dir else None,
+        "task": saved.meta.task,
+        "kind": saved.meta.kind,
+        "classes": saved.meta.class_names,
+        "features": saved.meta.feature_names,
+        "config": saved.config.to_dict(),
+        "epoch": state["epoch"],
+        "epochs": saved.config.epochs,
+        "global_step": state.get("global_step", 0),
+        "best": state.get("train_state", {}).get("best", {}),
+        "last": history[-1] if history else None,
+        "test": state.get("test"),
+        "history": history,
+        "parameters": sum(layer["parameters"] for layer in layers),
+        "layers": layers,
+        "file_size": saved.path.stat().st_size,
+        "files": files,
+        "versions": state.get("versions", {}),
+        "saved_at": state.get("saved_at"),
+    }
+
+
+def evaluate(saved: SavedRun, split: str = "test") -> dict[str, Any]:
+    """Loss and metrics on a split; for classifiers also the confusion matrix and report."""
+    data = load_task(saved.config, "cpu", saved.meta).splits[split]
+    with torch.no_grad():
+        outputs = saved.model(data.x)
+    kind = saved.meta.kind
+    result: dict[str, Any] = {
+        "path": str(saved.path),
+        "split": split,
+        "samples": len(data),
+        "loss": float(build_loss(saved.config, kind)(outputs, data.y)),
+        "metrics": compute(kind, outputs, data.y, saved.meta),
+    }
+    if kind != "regression":
+        names = saved.meta.class_names
+        truth, guess = labels(kind, data.y), predict_classes(kind, outputs).numpy()
+        every = list(range(len(names)))
+        result["classes"] = names
+        result["confusion_matrix"] = skm.confusion_matrix(truth, guess, labels=every).tolist()
+        result["report"] = skm.classification_report(
+            truth, guess, labels=every, target_names=names, output_dict=True, zero_division=0
+        )
+    return result
+
+
+def predict(saved: SavedRun, rows: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
+    """Predictions for raw (unscaled) feature rows: top-k classes or a regression value."""
+    expected = saved.meta.input_shape[0]
+    if rows.ndim != 2 or rows.shape[1] != expected:
+        got = rows.shape[1] if rows.ndim == 2 else rows.size
+        raise DataError(f"each input needs {expected} values ({', '.join(saved.meta.feature_names)}), got {got}")
+    with torch.no_grad():
+        outputs = saved.model(saved.meta.scale_inputs(rows))
+    if saved.meta.kind == "regression":
+        values = saved.meta.unscale_targets(outputs).reshape(len(rows), -1)
+        return [{"input": row.tolist(), "value": float(v[0])} for row, v in zip(rows, values)]
+    probs = probabilities(saved.meta.kind, outputs)
+    k = min(top_k, probs.shape[1])
+    top = probs.topk(k, dim=1)
+    names = saved.meta.class_names
+    return [
+        {
+            "input": row.tolist(),
+            "class": names[int(idx[0])],
+            "top": [{"class": names[int(i)], "probability": float(p)} for p, i in zip(ps, idx)],
+        }
+        for row, ps, idx in zip(rows, top.values, top.indices)
+    ]
+
+
+def parse_rows(texts: list[str]) -> np.ndarray:
+    """``--input`` values such as ``5.1,3.5,1.4,0.2`` as a float array, one row each."""
+    rows = [[_number(part, f"--input {text!r}") for part in text.split(",")] for text in texts]
+    if len({len(row) for row in rows}) > 1:
+        raise DataError("every --input needs the same number of values")
+    return np.asarray(rows, dtype=np.float32)
+
+
+def read_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
+    """Rows of a CSV file: by column name when it has a header naming the features, else by position."""
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not table:
+        raise DataError(f"{path} holds no rows")
+    header = [cell.strip() for cell in table[0]]
+    if all(name in header for name in feature_names):
+        columns = [header.index(name) for name in feature_names]
+        table = table[1:]
+    else:
+        if not _is_numeric(header):
+            table = table[1:]
+        columns = list(range(len(header)))
+    if not table:
+        raise DataError(f"{path} has a header but no rows")
+    rows = []
+    for line, row in enumerate(table, start=2):
+        try:
+            rows.append([_number(row[c], f"{path} row {line}") for c in columns])
+        except IndexError:
+            raise DataError(f"{path} row {line} has {len(row)} values, expected {len(columns)}") from None
+    return np.asarray(rows, dtype=np.float32)
+
+
+def _is_numeric(cells: list[str]) -> bool:
+    try:
+        [float(cell) for cell in cells]
+    except ValueError:
+        return False
+    return True
+
+
+def _number(text: str, where: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise DataError(f"{where}: {text.strip()!r} is not a number") from None
+    if not np.isfinite(value):
+        raise DataError(f"{where}: {text.strip()!r} is not a finite number")
+    return value

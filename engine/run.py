@@ -1,0 +1,391 @@
+"""A training run: prepared in the caller's thread, trained in a worker thread.
+
+``Run.new(config)`` or ``Run.resume(path)`` does everything that can fail because of the user's
+input (checking the device, loading data, reading a checkpoint, creating the run directory)
+before any thread starts, so a front end can report those errors as bad input. ``start()``
+then runs the plain PyTorch loop in a thread; the loop reports through ``run.events`` and obeys
+``run.control`` between batches.
+
+Reproducibility: the global RNG is seeded before the model is built, batches are shuffled by a
+generator of their own, and a checkpoint stores every RNG state, the shuffle state at the start
+of the current epoch and the position inside it. A run stopped at any batch and resumed ends
+with the same weights as one that was never interrupted (on the CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import checkpoint, rundir
+from engine.config import RunConfig
+from engine.control import Control
+from engine.device import device_name, resolve_device
+from engine.errors import CheckpointError, ConfigError, TorchdeckError
+from engine.events import (
+    BatchProgress, CheckpointSaved, EpochEnded, Event, EventStream, Message,
+    RunFailed, RunFinished, RunStarted, RunStopped,
+)
+from engine.losses import build_loss
+from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names
+from engine.models import build_model, count_parameters
+from engine.optim import OPTIMIZERS, SCHEDULERS
+from engine.tasks import TaskData, TaskMeta, load_task
+
+BATCH_EVENT_INTERVAL = 0.1  # seconds between batch events (the last batch of an epoch always reports)
+EVAL_CHUNK = 8192
+RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta")
+
+
+class Diverged(Exception):
+    """The loss became NaN or infinite."""
+
+
+@dataclass
+class TrainState:
+    """Where a run is: what a checkpoint needs, beyond the weights, to continue exactly."""
+
+    epoch: int = 0  # epochs completed
+    batch: int = 0  # next batch within the current epoch
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, Any] = field(default_factory=dict)
+    bad_epochs: int = 0
+    partial_loss: float = 0.0  # summed loss of the batches done in the current epoch
+    partial_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+class Run:
+    """One training run, its worker thread and the stream of its events."""
+
+    def __init__(self, config: RunConfig, *, state: dict[str, Any] | None = None,
+                 run_dir: Path | None = None, resumed_from: str | None = None):
+        self.config = config
+        self.device = resolve_device(config.device)
+        torch.manual_seed(config.seed)
+        self.shuffle = torch.Generator().manual_seed(config.seed)
+        self.epoch_shuffle = self.shuffle.get_state()
+        self.data: TaskData = load_task(config, self.device, TaskMeta.from_dict(state["task"]) if state else None)
+        self.kind = self.data.meta.kind
+        self.model = build_model(config, self.data.meta).to(self.device)
+        self.loss_fn = build_loss(config, self.kind)
+        self.optimizer = OPTIMIZERS[config.optimizer].build(self.model.parameters(), config)
+        self.scheduler = SCHEDULERS[config.scheduler].build(self.optimizer, config)
+        self.monitor = default_monitor(self.kind) if config.monitor == "auto" else config.monitor
+        self.state = TrainState()
+        self.stop_cause = "completed"
+        self.resumed_from = resumed_from
+        if state:
+            self._restore(state)
+        self.events = EventStream()
+        self.control = Control()
+        self.run_dir = run_dir or rundir.create(config.out, config.name or rundir.default_name(config.task, config.model))
+        self.writer = rundir.RunWriter(self.run_dir, metric_names(self.kind))
+        self.writer.write_config(config.to_toml())
+        self.writer.rewrite_metrics(self.state.history)
+        self.events.subscribe(self.writer)
+        self.thread: threading.Thread | None = None
+        self.result: Event | None = None
+
+    # --- construction -------------------------------------------------------------------
+
+    @classmethod
+    def new(cls, config: RunConfig) -> "Run":
+        return cls(config)
+
+    @classmethod
+    def resume(cls, path: str | Path, **changes: Any) -> "Run":
+        """Continue the run saved at ``path`` (a run directory or a ``.pt`` file).
+
+        Only ``epochs`` (to train further), ``device``, ``patience`` and ``min_delta`` may change;
+        everything else is the checkpoint's own config.
+        """
+        ckpt_path, run_dir = rundir.locate(path)
+        state = checkpoint.load(ckpt_path)
+        saved = RunConfig.from_dict(state["config"])
+        for key, value in changes.items():
+            if key not in RESUME_OPTIONS:
+                raise ConfigError(
+                    f"{key} cannot change when resuming (the run was trained with {key}={getattr(saved, key)!r}); "
+                    f"only {', '.join(RESUME_OPTIONS)} can"
+                )
+        config = saved.replace(**changes)
+        if state["epoch"] >= config.epochs:
+            raise ConfigError(
+                f"the run in {ckpt_path} already completed {state['epoch']} of {config.epochs} epochs; "
+                f"pass --epochs with a larger total to train further"
+            )
+        return cls(config, state=state, run_dir=run_dir, resumed_from=str(ckpt_path))
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"the checkpoint does not fit its own config: {str(exc).splitlines()[0]}") from None
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        if self.device.type == "cuda" and rng.get("cuda"):
+            torch.cuda.set_rng_state_all(rng["cuda"])
+        self.shuffle.set_state(rng["shuffle"])
+        self.epoch_shuffle = rng["epoch_shuffle"]
+        self.state = TrainState(**state["train_state"])
+
+    # --- running ------------------------------------------------------------------------
+
+    def start(self) -> "Run":
+        self.thread = threading.Thread(target=self._main, name="torchdeck-run")
+        self.events.producer = self.thread
+        self.thread.start()
+        return self
+
+    def wait(self) -> Event | None:
+        """Block until the run ends; the terminal event (finished, stopped or failed)."""
+        if self.thread is not None:
+            self.thread.join()
+        return self.result
+
+    def __iter__(self):
+        return iter(self.events)
+
+    def _emit(self, event: Event) -> None:
+        if event.terminal:
+            self.result = event
+        self.events.publish(event)
+
+    def _main(self) -> None:
+        try:
+            self._emit(self._started())
+            self._train()
+        except Diverged as exc:
+            self._emit(RunFailed(message=str(exc), run_dir=str(self.run_dir)))
+        except TorchdeckError as exc:
+            self._emit(RunFailed(message=str(exc), run_dir=str(self.run_dir)))
+        except Exception as exc:  # an engine bug or a runtime error (out of memory, disk full)
+            self._emit(RunFailed(message=f"{type(exc).__name__}: {exc}", run_dir=str(self.run_dir),
+                                 details=traceback.format_exc()))
+
+    def _started(self) -> RunStarted:
+        return RunStarted(
+            run_dir=str(self.run_dir),
+            config=self.config.to_dict(),
+            device=str(self.device),
+            device_name=device_name(self.device),
+            parameters=count_parameters(self.model),
+            sizes=self.data.sizes(),
+            epochs=self.config.epochs,
+            batches=self._batches(),
+            start_epoch=self.state.epoch,
+            resumed_from=self.resumed_from,
+            pid=os.getpid(),
+            versions=checkpoint.versions(),
+        )
+
+    def _batches(self) -> int:
+        return math.ceil(len(self.data.splits["train"]) / self.config.batch_size)
+
+    def _train(self) -> None:
+        config, state = self.config, self.state
+        train = self.data.splits["train"]
+        size, batch_size, batches = len(train), config.batch_size, self._batches()
+        started = time.perf_counter()
+        for epoch in range(state.epoch, config.epochs):
+            if state.batch == 0:
+                self.epoch_shuffle = self.shuffle.get_state()
+            else:  # resuming inside an epoch: replay its permutation
+                self.shuffle.set_state(self.epoch_shuffle)
+            order = torch.randperm(size, generator=self.shuffle).to(self.device)
+            losses = torch.zeros(batches, device=self.device)
+            first = state.batch
+            epoch_start = time.perf_counter() - state.partial_seconds
+            next_report = 0.0
+            self.model.train()
+            for index in range(first, batches):
+                if self._should_stop(epoch, index, losses, first, epoch_start):
+                    return
+                rows = order[index * batch_size:(index + 1) * batch_size]
+                loss = self.loss_fn(self.model(train.x[rows]), train.y[rows])
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+                losses[index] = loss.detach() * len(rows)
+                state.step += 1
+                now = time.perf_counter()
+                if now >= next_report or index == batches - 1:
+                    next_report = now + BATCH_EVENT_INTERVAL
+                    self._report_batch(epoch, index, losses, first, epoch_start, size)
+            total = state.partial_loss + float(losses[first:].sum())
+            state.batch, state.partial_loss, state.partial_seconds = 0, 0.0, 0.0
+            if self._end_epoch(epoch, total / size, time.perf_counter() - epoch_start, size):
+                break
+        self._finish(time.perf_counter() - started)
+
+    def _should_stop(self, epoch, index, losses, first, epoch_start) -> bool:
+        control = self.control
+        if control.paused and not control.stop_requested:
+            self._emit(Message(f"paused at epoch {epoch + 1}, batch {index + 1}"))
+            control.wait_while_paused()
+            if not control.stop_requested:
+                self._emit(Message("resumed"))
+        if not control.stop_requested:
+            return False
+        self._check_finite(losses, first, index, epoch)
+        state = self.state
+        state.batch = index
+        state.partial_loss += float(losses[first:index].sum())
+        state.partial_seconds = time.perf_counter() - epoch_start
+        path = self._save(rundir.LAST, epoch)
+        self._emit(RunStopped(
+            run_dir=str(self.run_dir), reason=control.stop_reason, epoch=epoch + 1, batch=index,
+            checkpoint=str(path), resume_command=f"torchdeck train --resume {self.run_dir}",
+        ))
+        return True
+
+    def _report_batch(self, epoch, index, losses, first, epoch_start, size) -> None:
+        self._check_finite(losses, first, index + 1, epoch)
+        batch_size = self.config.batch_size
+        done = min((index + 1) * batch_size, size)
+        loss = (self.state.partial_loss + float(losses[first:index + 1].sum())) / done
+        elapsed = max(time.perf_counter() - epoch_start, 1e-9)
+        rate = (done - first * batch_size) / max(elapsed - self.state.partial_seconds, 1e-9)
+        self._emit(BatchProgress(
+            epoch=epoch + 1, epochs=self.config.epochs, batch=index + 1, batches=self._batches(),
+            step=self.state.step, loss=loss, samples_per_s=rate, eta_s=(size - done) / max(rate, 1e-9),
+        ))
+
+    def _check_finite(self, losses, first, end, epoch) -> None:
+        window = losses[first:end]
+        if bool(torch.isfinite(window).all()):
+            return
+        bad = first + int((~torch.isfinite(window)).nonzero()[0])
+        kept = f"last.pt and best.pt hold epoch {self.state.epoch}" if self.state.epoch else "no checkpoint was written"
+        raise Diverged(
+            f"the loss became {float(losses[bad])} at epoch {epoch + 1}, batch {bad + 1} "
+            f"(learning rate {self._lr():g}): training diverged; try a lower --lr. {kept}."
+        )
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _end_epoch(self, epoch: int, train_loss: float, seconds: float, samples: int) -> bool:
+        """Validate, schedule, record and checkpoint one epoch; True when training should stop."""
+        config, state = self.config, self.state
+        val_loss, metrics = self.evaluate("val")
+        if not math.isfinite(val_loss):
+            raise Diverged(
+                f"the validation loss became {val_loss} at epoch {epoch + 1} (learning rate {self._lr():g}): "
+                f"training diverged; try a lower --lr."
+            )
+        lr = self._lr()
+        if self.scheduler is not None:
+            if SCHEDULERS[config.scheduler].needs_metric:
+                self.scheduler.step(val_loss)
+            else:
+                self.scheduler.step()
+        value = val_loss if self.monitor == "val_loss" else metrics[self.monitor]
+        improved = self._improves(value, val_loss)
+        state.epoch = epoch + 1
+        state.history.append(dict(epoch=state.epoch, train_loss=train_loss, val_loss=val_loss,
+                                  metrics=metrics, lr=lr, seconds=seconds, samples=samples))
+        if improved:
+            state.best = {"epoch": state.epoch, "monitor": self.monitor, "value": value, "val_loss": val_loss}
+            state.bad_epochs = 0
+        else:
+            state.bad_epochs += 1
+        self._emit(EpochEnded(epoch=state.epoch, epochs=config.epochs, train_loss=train_loss, val_loss=val_loss,
+                              metrics=metrics, lr=lr, seconds=seconds, samples=samples, improved=improved))
+        if improved:
+            self._save(rundir.BEST, state.epoch)
+        self._save(rundir.LAST, state.epoch)
+        if config.patience and state.bad_epochs >= config.patience and state.epoch < config.epochs:
+            best = state.best
+            self._emit(Message(
+                f"early stopping: {self.monitor} has not improved for {config.patience} epochs "
+                f"(best {best['value']:.4f} at epoch {best['epoch']})"
+            ))
+            self.stop_cause = "early_stopping"
+            return True
+        return False
+
+    def _improves(self, value: float, val_loss: float) -> bool:
+        best = self.state.best
+        if not best:
+            return True
+        gain = value - best["value"] if self.monitor in HIGHER_IS_BETTER else best["value"] - value
+        if gain > self.config.min_delta:
+            return True
+        # Equal accuracy (common on small validation sets): a lower loss still counts as better.
+        return self.monitor != "val_loss" and gain == 0 and val_loss < best["val_loss"]
+
+    @torch.no_grad()
+    def evaluate(self, split: str, model: torch.nn.Module | None = None) -> tuple[float, dict[str, float]]:
+        """(mean loss, metrics) of ``model`` (default: the run's) on a split."""
+        model = model or self.model
+        data = self.data.splits[split]
+        was_training = model.training
+        model.eval()
+        outputs = torch.cat([model(data.x[i:i + EVAL_CHUNK]) for i in range(0, len(data), EVAL_CHUNK)])
+        model.train(was_training)
+        loss = float(self.loss_fn(outputs, data.y))
+        return loss, compute(self.kind, outputs, data.y, self.data.meta)
+
+    def _finish(self, seconds: float) -> None:
+        best_model = copy.deepcopy(self.model)  # not a fresh build: that would draw from the RNG
+        best_model.load_state_dict(checkpoint.load(self.run_dir / rundir.BEST, self.device)["model"])
+        test_loss, test_metrics = self.evaluate("test", best_model)
+        test = {"loss": test_loss, **test_metrics}
+        self._save(rundir.LAST, self.state.epoch, test=test)
+        self._emit(RunFinished(
+            run_dir=str(self.run_dir), reason=self.stop_cause,
+            epochs_done=self.state.epoch, best=dict(self.state.best), test=test, seconds=seconds,
+        ))
+
+    # --- checkpoints --------------------------------------------------------------------
+
+    def _save(self, name: str, epoch: int, **extra: Any) -> Path:
+        path = checkpoint.save(self._payload(**extra), self.run_dir / name)
+        self._emit(CheckpointSaved(path=str(path), kind=name.removesuffix(".pt"), epoch=epoch))
+        return path
+
+    def _payload(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "magic": checkpoint.MAGIC,
+            "format_version": checkpoint.FORMAT_VERSION,
+            "config": self.config.to_dict(),
+            "epoch": self.state.epoch,
+            "global_step": self.state.step,
+            "train_state": self.state.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if self.device.type == "cuda" else [],
+                "shuffle": self.shuffle.get_state(),
+                "epoch_shuffle": self.epoch_shuffle,
+            },
+            "task": self.data.meta.to_dict(),
+            "parameters": count_parameters(self.model),
+            "versions": checkpoint.versions(),
+            "saved_at": time.time(),
+            **extra,
+        }
+
+
+def start(config: RunConfig) -> Run:
+    """Prepare a run of ``config`` and start training it in a worker thread."""
+    return Run.new(config).start()
