@@ -1,0 +1,106 @@
+"""RunConfig: presets, validation messages, TOML round trip, override order."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.config import RunConfig
+from engine.errors import ConfigError
+
+
+def test_default_task_is_the_seed_iris_run():
+    config = RunConfig.for_task()
+    assert config.task == "iris"
+    assert (config.model, config.hidden, config.activation, config.dropout) == ("mlp", (16, 8), "relu", 0.2)
+    assert (config.optimizer, config.lr, config.scheduler, config.epochs) == ("adam", 0.01, "step", 100)
+
+
+@pytest.mark.parametrize(
+    "task, expected",
+    [
+        ("breast-cancer", dict(hidden=(64, 32), optimizer="adam", loss="auto")),
+        ("linear", dict(hidden=(32, 32), optimizer="adam", lr=1e-3, batch_size=32, epochs=50)),
+    ],
+)
+def test_seed_presets(task, expected):
+    config = RunConfig.for_task(task)
+    for key, value in expected.items():
+        assert getattr(config, key) == value
+
+
+def test_overrides_win_over_the_preset():
+    config = RunConfig.for_task("iris", lr=0.1, hidden="32, 16,8")
+    assert config.lr == 0.1 and config.hidden == (32, 16, 8)
+    assert config.dropout == 0.2  # untouched preset value
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (dict(task="irs"), "task: 'irs' is not a known task; choose one of iris"),
+        (dict(task="irs"), "did you mean 'iris'?"),
+        (dict(model="mpl"), "did you mean 'mlp'?"),
+        (dict(optimizer="adamm"), "did you mean 'adam'?"),
+        (dict(scheduler="cosin"), "did you mean 'cosine'?"),
+        (dict(activation="relu6"), "did you mean 'relu'?"),
+        (dict(lr=-1), "lr: -1.0 is not allowed; it must be greater than 0"),
+        (dict(lr="fast"), "lr: 'fast' is not allowed; it must be a finite number"),
+        (dict(lr=float("nan")), "lr: nan is not allowed"),
+        (dict(epochs=0), "epochs: 0 is not allowed; it must be at least 1"),
+        (dict(epochs=2.5), "epochs: 2.5 is not allowed; it must be a whole number"),
+        (dict(dropout=1.0), "dropout: 1.0 is not allowed; it must be in [0, 1)"),
+        (dict(hidden="16,x"), "hidden: '16,x' is not allowed; it must be a list of whole numbers"),
+        (dict(hidden="16,0"), "every layer size must be at least 1"),
+        (dict(hidden=""), "the mlp model needs at least one hidden layer"),
+        (dict(batch_norm="maybe"), "batch_norm: 'maybe' is not allowed; it must be true or false"),
+        (dict(device="gpu"), "device: 'gpu' is not allowed; use auto, cpu, cuda, cuda:N or mps"),
+        (dict(loss="mse"), "loss: 'mse' does not fit the multiclass task 'iris'"),
+        (dict(monitor="r2"), "monitor: 'r2' is not measured for the multiclass task 'iris'"),
+        (dict(val_fraction=0.7), "val_fraction: 0.7 is not allowed"),
+        (dict(learning_rate=0.1), "unknown option 'learning_rate'"),
+        (dict(epoch=3), "unknown option 'epoch' (did you mean 'epochs'?)"),
+    ],
+)
+def test_bad_values_are_explained(values, message):
+    with pytest.raises(ConfigError) as error:
+        RunConfig.from_values(values)
+    assert message in str(error.value)
+
+
+def test_regression_accepts_regression_losses_and_monitors():
+    config = RunConfig.for_task("diabetes", loss="huber", monitor="r2")
+    assert config.kind() == "regression"
+
+
+def test_toml_round_trip(tmp_path):
+    config = RunConfig.for_task("wine", hidden=[8], batch_norm=True, name="my-run", seed=7)
+    path = tmp_path / "run.toml"
+    path.write_text(config.to_toml())
+    assert RunConfig.from_toml(path) == config
+
+
+def test_a_partial_toml_file_starts_from_its_tasks_preset(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('task = "linear"\nepochs = 3\n')
+    config = RunConfig.from_toml(path)
+    assert (config.task, config.epochs, config.hidden) == ("linear", 3, (32, 32))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("task = ", "is not valid TOML"),
+        ("lrr = 0.1", "unknown option 'lrr' (did you mean 'lr'?)"),
+        ('epochs = "many"', "epochs: 'many' is not allowed"),
+    ],
+)
+def test_bad_toml_files_are_explained(tmp_path, text, message):
+    path = tmp_path / "run.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace("?", r"\?")):
+        RunConfig.from_toml(path)
+
+
+def test_missing_toml_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        RunConfig.read_toml("/nonexistent/run.toml")

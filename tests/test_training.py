@@ -1,0 +1,274 @@
+"""The engine on real tiny runs: seed results, events, run directory, control, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import train
+from engine import checkpoint, inference
+from engine.config import RunConfig
+from engine.errors import ConfigError
+from engine.events import EpochEnded, RunFailed, RunFinished, RunStarted, RunStopped
+from engine.run import Run
+
+
+# --- the seeds' results ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("task, floor", [("iris", 0.93), ("breast-cancer", 0.95), ("digits", 0.95)])
+def test_seed_presets_reach_the_seeds_accuracy(out, task, floor):
+    run, events = train(out, task)
+    finished = events[-1]
+    assert isinstance(finished, RunFinished)
+    assert finished.test["accuracy"] >= floor
+
+
+def test_linear_preset_learns_the_line(out):
+    run, events = train(out, "linear")
+    saved = inference.load(run.run_dir)
+    values = [p["value"] for p in inference.predict(saved, np.array([[1.0], [2.0], [3.0]]))]
+    assert values == pytest.approx([3, 5, 7], abs=0.1)
+
+
+def test_iris_model_has_the_seed_architecture(out):
+    run, events = train(out, "iris", epochs=1)
+    started = events[0]
+    assert isinstance(started, RunStarted)
+    assert started.parameters == 4 * 16 + 16 + 16 * 8 + 8 + 8 * 3 + 3
+    assert started.sizes == {"train": 105, "val": 15, "test": 30}
+
+
+def test_regression_metrics_are_in_target_units(out):
+    run, events = train(out, "diabetes", epochs=40)
+    test = events[-1].test
+    assert set(test) == {"loss", "mae", "rmse", "r2"}
+    assert 20 < test["mae"] < 80  # disease progression units, not standardised ones
+    assert test["r2"] > 0.3
+
+
+# --- events ----------------------------------------------------------------------------
+
+
+def test_event_stream_order_and_contents(out):
+    run, events = train(out, "wine", epochs=3)
+    names = [e.name for e in events]
+    assert names[0] == "run_started" and names[-1] == "run_finished"
+    epochs = [e for e in events if isinstance(e, EpochEnded)]
+    assert [e.epoch for e in epochs] == [1, 2, 3]
+    for e in epochs:
+        assert set(e.metrics) == {"accuracy"} and e.samples == 124 and e.seconds > 0 and e.lr == 0.01
+    # the last batch of every epoch is always reported
+    last_batches = [e for e in events if e.name == "batch" and e.batch == e.batches]
+    assert [e.epoch for e in last_batches] == [1, 2, 3]
+
+
+def test_events_can_be_read_with_async_for(out):
+    run = Run.new(RunConfig.for_task("iris", epochs=2, out=str(out))).start()
+
+    async def collect():
+        return [event.name async for event in run.events]
+
+    names = asyncio.run(collect())
+    assert names[0] == "run_started" and names[-1] == "run_finished"
+    assert names.count("epoch") == 2
+
+
+# --- the run directory -----------------------------------------------------------------
+
+
+def test_run_directory_contents(out):
+    run, events = train(out, "iris", epochs=3, name="demo")
+    folder = out / "demo"
+    assert run.run_dir == folder
+    assert {p.name for p in folder.iterdir()} == {"config.toml", "events.jsonl", "metrics.csv", "last.pt", "best.pt"}
+    assert RunConfig.from_toml(folder / "config.toml") == run.config
+    recorded = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert recorded == [e.to_dict() for e in events]
+    rows = list(csv.DictReader(open(folder / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    epochs = [e for e in events if isinstance(e, EpochEnded)]
+    assert [float(r["val_loss"]) for r in rows] == pytest.approx([e.val_loss for e in epochs])
+    assert set(rows[0]) == {"epoch", "train_loss", "val_loss", "accuracy", "lr", "seconds", "samples"}
+
+
+def test_same_name_twice_gets_two_directories(out):
+    first, _ = train(out, "iris", epochs=1, name="same")
+    second, _ = train(out, "iris", epochs=1, name="same")
+    assert first.run_dir != second.run_dir
+    assert second.run_dir.name == "same-2"
+
+
+def test_checkpoint_is_plain_data_read_with_weights_only(out):
+    run, _ = train(out, "iris", epochs=2)
+    state = torch.load(run.run_dir / "last.pt", weights_only=True)
+    assert state["format_version"] == 1 and state["epoch"] == 2 and state["global_step"] == 14
+    assert state["config"]["task"] == "iris"
+    assert state["task"]["class_names"] == ["setosa", "versicolor", "virginica"]
+    assert state["task"]["x_mean"].shape == (4,)
+    assert {"torch", "shuffle", "epoch_shuffle"} <= set(state["rng"])
+    assert set(state["versions"]) == {"torchdeck", "torch", "python"}
+    assert len(state["train_state"]["history"]) == 2
+    assert set(state["test"]) == {"loss", "accuracy"}
+
+
+def test_best_checkpoint_follows_the_validation_metric(out):
+    run, events = train(out, "breast-cancer", epochs=15)
+    epochs = [e for e in events if isinstance(e, EpochEnded)]
+    best = events[-1].best
+    assert best["value"] == max(e.metrics["accuracy"] for e in epochs)
+    assert torch.load(run.run_dir / "best.pt", weights_only=True)["epoch"] == best["epoch"]
+
+
+# --- reproducibility and resume --------------------------------------------------------
+
+
+def weights(path):
+    return torch.load(path, weights_only=True)["model"]
+
+
+def same_weights(a, b) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_same_seed_same_weights_other_seed_other_weights(out):
+    a, _ = train(out, "iris", epochs=3)
+    b, _ = train(out, "iris", epochs=3)
+    c, _ = train(out, "iris", epochs=3, seed=1)
+    assert same_weights(weights(a.run_dir / "last.pt"), weights(b.run_dir / "last.pt"))
+    assert not same_weights(weights(a.run_dir / "last.pt"), weights(c.run_dir / "last.pt"))
+
+
+def test_two_epochs_then_resume_to_four_equals_four_straight(out):
+    straight, _ = train(out, "iris", epochs=4)
+    part, _ = train(out, "iris", epochs=2)
+    resumed = Run.resume(part.run_dir, epochs=4).start()
+    events = list(resumed.events)
+    assert events[0].start_epoch == 2 and events[-1].name == "run_finished"
+    assert resumed.run_dir == part.run_dir
+    assert same_weights(weights(straight.run_dir / "last.pt"), weights(part.run_dir / "last.pt"))
+    rows = list(csv.DictReader(open(part.run_dir / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_stop_in_the_middle_of_an_epoch_and_resume_exactly(out, monkeypatch):
+    monkeypatch.setattr("engine.run.BATCH_EVENT_INTERVAL", 0.0)  # report every batch
+    straight, _ = train(out, "digits", epochs=2)
+    run = Run.new(RunConfig.for_task("digits", epochs=2, out=str(out)))
+    stop_after = 27  # epoch 2, batch 8 of 20
+
+    def stop(event):
+        if event.name == "batch" and event.step >= stop_after:
+            run.control.stop("test")
+
+    run.events.subscribe(stop)
+    run.start()
+    events = list(run.events)
+    stopped = events[-1]
+    assert isinstance(stopped, RunStopped)
+    assert stopped.reason == "test" and stopped.epoch == 2 and 0 < stopped.batch < 20
+    assert stopped.resume_command == f"torchdeck train --resume {run.run_dir}"
+    saved = torch.load(run.run_dir / "last.pt", weights_only=True)
+    assert saved["train_state"]["batch"] == stopped.batch
+    resumed = Run.resume(run.run_dir).start()
+    assert list(resumed.events)[-1].name == "run_finished"
+    assert same_weights(weights(straight.run_dir / "last.pt"), weights(run.run_dir / "last.pt"))
+
+
+def test_resume_only_changes_what_may_change(out):
+    run, _ = train(out, "iris", epochs=1)
+    with pytest.raises(ConfigError, match="lr cannot change when resuming"):
+        Run.resume(run.run_dir, lr=0.5)
+    with pytest.raises(ConfigError, match="already completed 1 of 1 epochs"):
+        Run.resume(run.run_dir)
+
+
+# --- control, early stopping, divergence ------------------------------------------------
+
+
+def test_pause_holds_training_until_resumed(out):
+    run = Run.new(RunConfig.for_task("iris", epochs=3, out=str(out)))
+    seen = []
+
+    def pause_once(event):
+        seen.append(event.name)
+        if event.name == "epoch" and event.epoch == 1:
+            run.control.pause()
+
+    run.events.subscribe(pause_once)
+    run.start()
+    deadline = 200
+    while "message" not in seen and deadline:  # the loop announces the pause
+        deadline -= 1
+        run.thread.join(0.01)
+    assert run.control.paused and run.thread.is_alive()
+    epochs_while_paused = seen.count("epoch")
+    run.thread.join(0.3)
+    assert seen.count("epoch") == epochs_while_paused == 1
+    run.control.resume()
+    assert run.wait().name == "run_finished"
+    assert seen.count("epoch") == 3
+
+
+def test_stop_while_paused_ends_the_run(out):
+    run = Run.new(RunConfig.for_task("iris", epochs=50, out=str(out)))
+    run.control.pause()
+    run.start()
+    run.thread.join(0.2)
+    run.control.stop()
+    assert isinstance(run.wait(), RunStopped)
+    assert (run.run_dir / "last.pt").exists()
+
+
+def test_early_stopping_stops_and_keeps_the_best(out):
+    run, events = train(out, "diabetes", epochs=300, patience=5)
+    finished = events[-1]
+    assert finished.reason == "early_stopping"
+    assert finished.epochs_done == finished.best["epoch"] + 5 < 300
+    assert any(e.name == "message" and "early stopping" in e.text for e in events)
+
+
+def test_divergence_fails_clearly_and_keeps_the_last_good_checkpoint(out):
+    run = Run.new(RunConfig.for_task("linear", epochs=5, optimizer="sgd", out=str(out)))
+
+    def explode(event):  # after a good first epoch, make the next steps diverge
+        if event.name == "epoch" and event.epoch == 1:
+            run.optimizer.param_groups[0]["lr"] = 1e30
+
+    run.events.subscribe(explode)
+    run.start()
+    failed = run.wait()
+    assert isinstance(failed, RunFailed)
+    assert "at epoch 2, batch" in failed.message and "try a lower --lr" in failed.message
+    good = torch.load(run.run_dir / "last.pt", weights_only=True)
+    assert good["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in good["model"].values())
+    assert torch.load(run.run_dir / "best.pt", weights_only=True)["epoch"] == 1
+
+
+def test_missing_cuda_is_a_clear_error(out):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="no usable CUDA GPU"):
+        Run.new(RunConfig.for_task("iris", device="cuda", out=str(out)))
+
+
+def test_auto_device_prefers_cuda_when_available():
+    from engine.device import resolve_device
+
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert resolve_device("auto").type == expected
+
+
+def test_batch_events_report_finite_progress(out):
+    run, events = train(out, "digits", epochs=1)
+    batches = [e for e in events if e.name == "batch"]
+    assert batches[-1].batch == batches[-1].batches == 20
+    assert all(math.isfinite(e.loss) and e.samples_per_s > 0 for e in batches)
+    assert batches[-1].eta_s == 0
