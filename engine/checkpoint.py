@@ -84,9 +84,12 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
                 f"{path} was refused: loading it would run or build Python objects "
                 f"({', '.join(unsafe)}); torchdeck only reads plain-data checkpoints"
             ) from None
-        raise CheckpointError(f"{path} cannot be read safely: {_first_line(exc)}") from None
-    except Exception as exc:  # torch's reader fails in many ways on a file that is not its own
-        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(
+            f"{path} is not a torchdeck checkpoint: it is a plain pickle, which torchdeck never loads "
+            f"because loading one can run code"
+        ) from None
+    except Exception:  # torch's reader fails in many ways on a file that is not its own
+        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint") from None
     if not isinstance(payload, dict) or payload.get("magic") != MAGIC:
         raise CheckpointError(f"{path} is a PyTorch file but not a torchdeck checkpoint")
     if payload.get("format_version", 0) > FORMAT_VERSION:
@@ -101,8 +104,3 @@ def _unsafe_globals(path: Path) -> list[str]:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception:  # a damaged file may not even list its globals
         return []
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

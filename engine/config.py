@@ -15,7 +15,7 @@ import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from engine.errors import ConfigError, did_you_mean
 
@@ -144,6 +144,24 @@ class RunConfig:
             )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64")
+        if self.name is not None and (not self.name.strip(". ") or any(c in self.name for c in "/\\\0")):
+            raise ConfigError(f"name: {self.name!r} is not allowed; use a plain folder name without / or \\")
+        if self.batch_norm and self.batch_size < 2:
+            raise ConfigError("batch_size: batch normalisation needs at least 2 samples per batch")
+        if self.data_dir is not None and not catalog("task")[self.task].reads_data_dir:
+            raise ConfigError(f"data_dir: the task '{self.task}' comes with its data and reads no data folder")
+
+    def ignored(self, names: Iterable[str]) -> list[str]:
+        """Warnings for those of ``names`` that the chosen model, optimizer or scheduler ignores."""
+        warnings = []
+        for choice in ("model", "optimizer", "scheduler"):
+            entries = catalog(choice)
+            chosen = getattr(self, choice)
+            owned = {name for entry in entries.values() for name in entry.options}
+            for name in names:
+                if name in owned and name not in entries[chosen].options:
+                    warnings.append(f"{name} has no effect with {choice} {chosen}")
+        return warnings
 
     # --- construction -------------------------------------------------------------------
 
@@ -192,13 +210,18 @@ class RunConfig:
         """The values of a TOML config file (not yet merged with a preset)."""
         path = Path(path)
         try:
-            return tomllib.loads(path.read_text(encoding="utf-8"))
+            values = tomllib.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file {path} does not exist") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {path} cannot be read: {exc}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        known = option_names()
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"config file {path}: unknown option '{key}'{did_you_mean(key, known)}")
+        return values
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":

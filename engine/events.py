@@ -10,6 +10,7 @@ dataclass whose ``to_dict()`` is exactly the JSON line written to ``--json`` and
 from __future__ import annotations
 
 import asyncio
+import math
 import queue
 import threading
 import time
@@ -24,7 +25,18 @@ class Event:
     time: float = field(default_factory=time.time, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"event": self.name, **asdict(self)}
+        return strict_json({"event": self.name, **asdict(self)})
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities as None, so every JSON parser can read it."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
 
 
 @dataclass
@@ -41,6 +53,7 @@ class RunStarted(Event):
     start_epoch: int = 0
     resumed_from: str | None = None
     pid: int = 0
+    host: str = ""
     versions: dict[str, str] = field(default_factory=dict)
 
 

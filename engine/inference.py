@@ -143,40 +143,49 @@ def predict(saved: SavedRun, rows: np.ndarray, top_k: int = 3) -> list[dict[str,
 
 
 def parse_rows(texts: list[str]) -> np.ndarray:
-    """``--input`` values such as ``5.1,3.5,1.4,0.2`` as a float array, one row each."""
+    """``--input`` values such as ``5.1,3.5,1.4,0.2`` as an array, one row each."""
     rows = [[_number(part, f"--input {text!r}") for part in text.split(",")] for text in texts]
     if len({len(row) for row in rows}) > 1:
         raise DataError("every --input needs the same number of values")
-    return np.asarray(rows, dtype=np.float32)
+    return np.asarray(rows, dtype=np.float64)
 
 
 def read_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
-    """Rows of a CSV file: by column name when it has a header naming the features, else by position."""
+    """Rows of a CSV file, one sample each.
+
+    With a header, columns are taken by name (any order; other columns such as the target are
+    skipped), and a header that does not name every feature is an error rather than a guess.
+    Without a header, each row must hold exactly the features, in training order.
+    """
     path = Path(path)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            table = [row for row in csv.reader(handle) if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError) as exc:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            table = [(number, row) for number, row in enumerate(csv.reader(handle), start=1)
+                     if any(cell.strip() for cell in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataError(f"cannot read {path}: {exc}") from None
     if not table:
         raise DataError(f"{path} holds no rows")
-    header = [cell.strip() for cell in table[0]]
-    if all(name in header for name in feature_names):
-        columns = [header.index(name) for name in feature_names]
-        table = table[1:]
+    header = [cell.strip() for cell in table[0][1]]
+    if _is_numeric(header):
+        columns = list(range(len(feature_names)))
+        exact = True
     else:
-        if not _is_numeric(header):
-            table = table[1:]
-        columns = list(range(len(header)))
+        missing = [name for name in feature_names if name not in header]
+        if missing:
+            raise DataError(
+                f"{path}: the header does not name the column(s) {', '.join(map(repr, missing))}; "
+                f"name every feature ({', '.join(feature_names)}) or leave the header out"
+            )
+        columns, exact, table = [header.index(name) for name in feature_names], False, table[1:]
     if not table:
         raise DataError(f"{path} has a header but no rows")
     rows = []
-    for line, row in enumerate(table, start=2):
-        try:
-            rows.append([_number(row[c], f"{path} row {line}") for c in columns])
-        except IndexError:
-            raise DataError(f"{path} row {line} has {len(row)} values, expected {len(columns)}") from None
-    return np.asarray(rows, dtype=np.float32)
+    for number, row in table:
+        if exact and len(row) != len(columns) or len(row) <= max(columns):
+            raise DataError(f"{path} line {number} has {len(row)} values, expected {len(columns)}")
+        rows.append([_number(row[c], f"{path} line {number}") for c in columns])
+    return np.asarray(rows, dtype=np.float64)
 
 
 def _is_numeric(cells: list[str]) -> bool:

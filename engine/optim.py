@@ -47,7 +47,7 @@ OPTIMIZERS: Catalog[OptimizerSpec] = Catalog(
             lambda params, c: torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay),
         ),
         OptimizerSpec(
-            "rmsprop", "running average of squared gradients (seed's CNN)",
+            "rmsprop", "running average of squared gradients",
             ("lr", "momentum", "weight_decay"),
             lambda params, c: torch.optim.RMSprop(
                 params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay

@@ -17,6 +17,8 @@ from __future__ import annotations
 import copy
 import math
 import os
+import shlex
+import socket
 import threading
 import time
 import traceback
@@ -112,6 +114,9 @@ class Run:
         Only ``epochs`` (to train further), ``device``, ``patience`` and ``min_delta`` may change;
         everything else is the checkpoint's own config.
         """
+        folder = Path(path) if Path(path).is_dir() else Path(path).parent
+        if pid := rundir.training_pid(folder):
+            raise ConfigError(f"the run in {folder} is still training (process {pid}); stop it before resuming")
         ckpt_path, run_dir = rundir.locate(path)
         state = checkpoint.load(ckpt_path)
         saved = RunConfig.from_dict(state["config"])
@@ -127,6 +132,11 @@ class Run:
                 f"the run in {ckpt_path} already completed {state['epoch']} of {config.epochs} epochs; "
                 f"pass --epochs with a larger total to train further"
             )
+        if run_dir is not None and ckpt_path.name != rundir.LAST:
+            # Continuing from best.pt (or a copy) in place would overwrite the newer last.pt:
+            # branch into a run directory of its own instead.
+            config = config.replace(out=str(run_dir.parent), name=f"{run_dir.name}-from-{ckpt_path.stem}")
+            run_dir = None
         return cls(config, state=state, run_dir=run_dir, resumed_from=str(ckpt_path))
 
     def _restore(self, state: dict[str, Any]) -> None:
@@ -192,23 +202,32 @@ class Run:
             start_epoch=self.state.epoch,
             resumed_from=self.resumed_from,
             pid=os.getpid(),
+            host=socket.gethostname(),
             versions=checkpoint.versions(),
         )
 
+    def _drops_lone_sample(self) -> bool:
+        """Batch norm cannot train on a last batch of one sample: such an epoch skips it."""
+        return self.config.batch_norm and len(self.data.splits["train"]) % self.config.batch_size == 1
+
     def _batches(self) -> int:
-        return math.ceil(len(self.data.splits["train"]) / self.config.batch_size)
+        size, batch_size = len(self.data.splits["train"]), self.config.batch_size
+        return size // batch_size if self._drops_lone_sample() else math.ceil(size / batch_size)
 
     def _train(self) -> None:
         config, state = self.config, self.state
         train = self.data.splits["train"]
-        size, batch_size, batches = len(train), config.batch_size, self._batches()
-        started = time.perf_counter()
+        batch_size, batches = config.batch_size, self._batches()
+        size = min(batches * batch_size, len(train))  # samples trained on per epoch
+        if self._drops_lone_sample():
+            self._emit(Message("batch norm needs 2 samples per batch: each epoch skips its one left-over "
+                               "sample (a different one each time)", level="warning"))
         for epoch in range(state.epoch, config.epochs):
             if state.batch == 0:
                 self.epoch_shuffle = self.shuffle.get_state()
             else:  # resuming inside an epoch: replay its permutation
                 self.shuffle.set_state(self.epoch_shuffle)
-            order = torch.randperm(size, generator=self.shuffle).to(self.device)
+            order = torch.randperm(len(train), generator=self.shuffle).to(self.device)
             losses = torch.zeros(batches, device=self.device)
             first = state.batch
             epoch_start = time.perf_counter() - state.partial_seconds
@@ -232,7 +251,7 @@ class Run:
             state.batch, state.partial_loss, state.partial_seconds = 0, 0.0, 0.0
             if self._end_epoch(epoch, total / size, time.perf_counter() - epoch_start, size):
                 break
-        self._finish(time.perf_counter() - started)
+        self._finish()
 
     def _should_stop(self, epoch, index, losses, first, epoch_start) -> bool:
         control = self.control
@@ -251,7 +270,7 @@ class Run:
         path = self._save(rundir.LAST, epoch)
         self._emit(RunStopped(
             run_dir=str(self.run_dir), reason=control.stop_reason, epoch=epoch + 1, batch=index,
-            checkpoint=str(path), resume_command=f"torchdeck train --resume {self.run_dir}",
+            checkpoint=str(path), resume_command=f"torchdeck train --resume {shlex.quote(str(self.run_dir))}",
         ))
         return True
 
@@ -275,7 +294,7 @@ class Run:
         kept = f"last.pt and best.pt hold epoch {self.state.epoch}" if self.state.epoch else "no checkpoint was written"
         raise Diverged(
             f"the loss became {float(losses[bad])} at epoch {epoch + 1}, batch {bad + 1} "
-            f"(learning rate {self._lr():g}): training diverged; try a lower --lr. {kept}."
+            f"(learning rate {self._lr():g}): training diverged; try a lower --lr ({kept})"
         )
 
     def _lr(self) -> float:
@@ -343,7 +362,7 @@ class Run:
         loss = float(self.loss_fn(outputs, data.y))
         return loss, compute(self.kind, outputs, data.y, self.data.meta)
 
-    def _finish(self, seconds: float) -> None:
+    def _finish(self) -> None:
         best_model = copy.deepcopy(self.model)  # not a fresh build: that would draw from the RNG
         best_model.load_state_dict(checkpoint.load(self.run_dir / rundir.BEST, self.device)["model"])
         test_loss, test_metrics = self.evaluate("test", best_model)
@@ -351,7 +370,8 @@ class Run:
         self._save(rundir.LAST, self.state.epoch, test=test)
         self._emit(RunFinished(
             run_dir=str(self.run_dir), reason=self.stop_cause,
-            epochs_done=self.state.epoch, best=dict(self.state.best), test=test, seconds=seconds,
+            epochs_done=self.state.epoch, best=dict(self.state.best), test=test,
+            seconds=sum(row["seconds"] for row in self.state.history),
         ))
 
     # --- checkpoints --------------------------------------------------------------------

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import socket
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -61,6 +62,8 @@ def locate(path: str | Path, prefer: str = LAST) -> tuple[Path, Path | None]:
         for name in (prefer, LAST, BEST):
             if (path / name).is_file():
                 return path / name, path
+        if (path / EVENTS).is_file():
+            raise CheckpointError(f"{path} holds no checkpoint yet: {_why_no_checkpoint(path)}")
         raise CheckpointError(f"{path} is not a torchdeck run directory (it holds no {LAST} or {BEST})")
     run_dir = path.parent if (path.parent / EVENTS).is_file() else None
     return path, run_dir
@@ -121,20 +124,40 @@ def read_events(run_dir: str | Path) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def _why_no_checkpoint(run_dir: Path) -> str:
+    state = status(run_dir)
+    if state == "running":
+        return "the run is still in its first epoch"
+    failures = [r.get("message", "") for r in read_events(run_dir) if r.get("event") == "run_failed"]
+    return f"the run {state} before its first epoch ended" + (f" ({failures[-1]})" if failures else "")
+
+
 def status(run_dir: str | Path) -> str:
     """finished, stopped, failed or running; a run whose process died counts as failed."""
-    state, pid = "running", None
+    state, started = "running", {}
     for record in read_events(run_dir):
         if record.get("event") == "run_started":
-            state, pid = "running", record.get("pid")
+            state, started = "running", record
         elif record.get("event") in TERMINAL_STATUS:
             state = TERMINAL_STATUS[record["event"]]
-    if state == "running" and pid and not _alive(pid):
+    if state == "running" and started.get("host") == socket.gethostname() and not _alive(started.get("pid", 0)):
         return "failed"
     return state
 
 
+def training_pid(run_dir: str | Path) -> int | None:
+    """The process on this machine that is training the run right now, if any."""
+    if status(run_dir) != "running":
+        return None
+    started = [r for r in read_events(run_dir) if r.get("event") == "run_started"]
+    if started and started[-1].get("host") == socket.gethostname():
+        return started[-1].get("pid")
+    return None
+
+
 def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

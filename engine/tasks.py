@@ -44,6 +44,7 @@ class TaskSpec:
     preset: dict[str, Any]
     source: str = "scikit-learn (offline)"
     scale_target: bool = False
+    reads_data_dir: bool = False
 
 
 @dataclass
@@ -131,19 +132,19 @@ TASKS: Catalog[TaskSpec] = Catalog(
     "task",
     [
         TaskSpec(
-            "iris", "Iris flowers: 150 samples, 4 measurements, 3 species (seed 002)", "multiclass",
+            "iris", "Iris flowers: 150 samples, 4 measurements, 3 species (tutorial preset)", "multiclass",
             _sklearn(datasets.load_iris),
             dict(model="mlp", hidden=[16, 8], activation="relu", dropout=0.2, optimizer="adam",
                  lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=100),
         ),
         TaskSpec(
-            "breast-cancer", "Breast cancer diagnosis: 569 samples, 30 features, binary (seed 002)",
+            "breast-cancer", "Breast cancer diagnosis: 569 samples, 30 features, binary (tutorial preset)",
             "binary", _sklearn(datasets.load_breast_cancer),
             dict(model="mlp", hidden=[64, 32], activation="relu", optimizer="adam", lr=1e-3,
                  batch_size=32, epochs=100),
         ),
         TaskSpec(
-            "linear", "Synthetic line y = 2x + 1 + noise: 1000 samples (seed 000)", "regression",
+            "linear", "Synthetic line y = 2x + 1 + noise: 1000 samples (tutorial preset)", "regression",
             _linear,
             dict(model="mlp", hidden=[32, 32], activation="relu", optimizer="adam", lr=1e-3,
                  batch_size=32, epochs=50),
@@ -182,18 +183,11 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     raw = spec.load(config)
     if len(raw.x) < 10:
         raise DataError(f"task '{spec.name}' has only {len(raw.x)} samples; at least 10 are needed")
-    index = np.arange(len(raw.x))
-    classify = spec.kind != "regression"
-    stratify = raw.y if classify else None
-    rest, test = train_test_split(index, test_size=config.test_fraction, random_state=SPLIT_SEED, stratify=stratify)
-    val_share = config.val_fraction / (1 - config.test_fraction)
-    train, val = train_test_split(
-        rest, test_size=val_share, random_state=SPLIT_SEED, stratify=raw.y[rest] if classify else None
-    )
+    train, val, test = _split(spec, raw, config)
     if meta is None:
         meta = _fit_meta(spec, raw, train)
     x_all = meta.scale_inputs(raw.x)
-    if classify:
+    if spec.kind != "regression":
         y_all = torch.as_tensor(raw.y, dtype=torch.long)
         if spec.kind == "binary":
             y_all = y_all.float().unsqueeze(1)
@@ -204,6 +198,27 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
         for name, rows in (("train", train), ("val", val), ("test", test))
     }
     return TaskData(meta, splits)
+
+
+def _split(spec: TaskSpec, raw: RawData, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train/val/test row indices: a fixed seed, stratified by class for classification."""
+    classify = spec.kind != "regression"
+    least = len(np.unique(raw.y)) if classify else 2  # every class in every split; R² needs 2 samples
+    for option, share in (("val_fraction", config.val_fraction), ("test_fraction", config.test_fraction)):
+        if round(share * len(raw.x)) < least:
+            raise DataError(
+                f"{option}: {share} of {len(raw.x)} samples is fewer than the {least} that task '{spec.name}' "
+                f"needs in that split; use a larger fraction"
+            )
+    index = np.arange(len(raw.x))
+    rest, test = train_test_split(
+        index, test_size=config.test_fraction, random_state=SPLIT_SEED, stratify=raw.y if classify else None
+    )
+    train, val = train_test_split(
+        rest, test_size=config.val_fraction / (1 - config.test_fraction), random_state=SPLIT_SEED,
+        stratify=raw.y[rest] if classify else None,
+    )
+    return train, val, test
 
 
 def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:

@@ -208,3 +208,69 @@ def test_a_signal_stops_saves_and_prints_the_resume_command(tmp_path, signum, co
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"epoch {state['epoch'] + 1}/{state['epoch'] + 1}" in resumed.stdout
+
+
+def test_a_diverging_run_fails_with_exit_1(cli):
+    result = cli("train", "--task", "linear", "--optimizer", "sgd", "--lr", "1e10", "--name", "boom")
+    assert result.code == 1
+    assert result.out.splitlines()[-1].startswith("end failed: the loss became")
+    assert "try a lower --lr" in result.out
+
+
+def test_options_the_choice_ignores_are_warned_about(cli):
+    result = cli("train", "--epochs", "1", "--momentum", "0.9", "--scheduler", "none", "--gamma", "0.5")
+    assert result.code == 0
+    assert "torchdeck: warning: momentum has no effect with optimizer adam" in result.err
+    assert "torchdeck: warning: gamma has no effect with scheduler none" in result.err
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("petal width (cm),petal length (cm),sepal width (cm),sepal length(cm)\n0.2,1.4,3.5,5.1\n",
+         "the header does not name the column(s) 'sepal length (cm)'"),
+        ("5.1,3.5,1.4,O.2\n6.7,3.0,5.2,2.3\n", "the header does not name"),
+        ("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,2.3,9.9\n", "line 2 has 5 values, expected 4"),
+        ("5.1,3.5,1.4,0.2\n6.7,3.0,5.2,x\n", "line 2: 'x' is not a number"),
+        ("", "holds no rows"),
+    ],
+)
+def test_predict_csv_never_guesses(cli, iris_run, tmp_path, content, message):
+    (tmp_path / "rows.csv").write_text(content)
+    result = cli("predict", iris_run, "--csv", "rows.csv")
+    assert result.code == 2 and message in result.err
+
+
+def test_predict_csv_with_a_byte_order_mark(cli, iris_run, tmp_path):
+    header = "sepal length (cm),sepal width (cm),petal length (cm),petal width (cm)"
+    (tmp_path / "excel.csv").write_bytes(f"\ufeff{header}\r\n5.1,3.5,1.4,0.2\r\n".encode("utf-8"))
+    result = json.loads(cli("predict", iris_run, "--csv", "excel.csv", "--json").out)
+    assert result[0]["class"] == "setosa" and result[0]["input"] == [5.1, 3.5, 1.4, 0.2]
+
+
+def test_inspect_a_run_that_failed_before_its_first_checkpoint(cli):
+    assert cli("train", "--task", "linear", "--optimizer", "sgd", "--lr", "1e10", "--name", "boom").code == 1
+    result = cli("inspect", "checkpoints/boom")
+    assert result.code == 2
+    assert "holds no checkpoint yet: the run failed before its first epoch ended (the loss became" in result.err
+
+
+def test_version_and_short_help(cli):
+    from engine import __version__
+
+    assert cli("--version").out.strip() == f"torchdeck {__version__}"
+    assert "Usage: torchdeck train" in cli("train", "-h").out
+
+
+def test_a_running_run_cannot_be_resumed_twice(tmp_path):
+    from engine.errors import ConfigError
+    from engine.run import Run
+
+    process = start_training(tmp_path, "--epochs", "2000", "--name", "busy")
+    try:
+        wait_for_epochs(process, 1)
+        with pytest.raises(ConfigError, match=r"is still training \(process \d+\)"):
+            Run.resume(tmp_path / "checkpoints/busy", epochs=3000)
+    finally:
+        process.kill()
+        process.wait()

@@ -104,3 +104,14 @@ def test_bad_toml_files_are_explained(tmp_path, text, message):
 def test_missing_toml_file():
     with pytest.raises(ConfigError, match="does not exist"):
         RunConfig.read_toml("/nonexistent/run.toml")
+
+
+def test_data_dir_is_refused_for_tasks_that_bring_their_data():
+    with pytest.raises(ConfigError, match="comes with its data"):
+        RunConfig.for_task("iris", data_dir="/tmp")
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "..", "x\\y"])
+def test_run_names_stay_inside_the_output_folder(name):
+    with pytest.raises(ConfigError, match="plain folder name"):
+        RunConfig.for_task(name=name)

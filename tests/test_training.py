@@ -272,3 +272,28 @@ def test_batch_events_report_finite_progress(out):
     assert batches[-1].batch == batches[-1].batches == 20
     assert all(math.isfinite(e.loss) and e.samples_per_s > 0 for e in batches)
     assert batches[-1].eta_s == 0
+
+
+def test_resuming_from_best_branches_instead_of_overwriting_last(out):
+    run, events = train(out, "breast-cancer", epochs=12)
+    best_epoch = events[-1].best["epoch"]
+    last_before = (run.run_dir / "last.pt").read_bytes()
+    branch = Run.resume(run.run_dir / "best.pt", epochs=best_epoch + 1).start()
+    assert branch.wait().name == "run_finished"
+    assert branch.run_dir == out / f"{run.run_dir.name}-from-best"
+    assert (run.run_dir / "last.pt").read_bytes() == last_before
+
+
+def test_batch_norm_skips_a_lone_last_sample(out):
+    run, events = train(out, "iris", epochs=2, batch_norm=True, batch_size=8)  # 105 = 13 * 8 + 1
+    assert events[-1].name == "run_finished"
+    assert events[0].batches == 13
+    assert any(e.name == "message" and e.level == "warning" and "left-over" in e.text for e in events)
+    assert [e.samples for e in events if isinstance(e, EpochEnded)] == [104, 104]
+
+
+def test_splits_too_small_for_the_task_are_refused(out):
+    from engine.errors import DataError
+
+    with pytest.raises(DataError, match="val_fraction: 0.01 of 150 samples is fewer than the 3"):
+        Run.new(RunConfig.for_task("iris", val_fraction=0.01, out=str(out)))

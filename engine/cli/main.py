@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import sys
+import time
 from enum import Enum
 from pathlib import Path
 from typing import Optional
@@ -38,7 +40,23 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        print(f"torchdeck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """Train, watch and inspect PyTorch models from the terminal."""
 
 HELP = option_help()
 
@@ -84,7 +102,7 @@ def train(
     ),
     json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
 ) -> None:
-    """Train a model. With no options: the seed's Iris run."""
+    """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
     flags = {key: value for key, value in locals().items() if key in option_names() and value is not None}
     from engine.cli.report import make_reporter
     from engine.config import RunConfig
@@ -96,7 +114,10 @@ def train(
         run = Run.resume(resume, **flags).start()
     else:
         values = RunConfig.read_toml(config) if config is not None else {}
-        run = Run.new(RunConfig.from_values({**values, **flags})).start()
+        run_config = RunConfig.from_values({**values, **flags})
+        for warning in run_config.ignored(flags):
+            print(f"torchdeck: warning: {warning}", file=sys.stderr)
+        run = Run.new(run_config).start()
     reporter = make_reporter(json_lines)
     with _stop_on_signals(run) as received:
         try:
@@ -114,19 +135,31 @@ def train(
 
 
 class _stop_on_signals:
-    """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once."""
+    """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once.
+
+    A repeat within a second is ignored: Ctrl+C under a wrapper such as ``timeout`` reaches the
+    process twice at the same moment.
+    """
 
     SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    REPEAT_AFTER = 1.0
 
     def __init__(self, run):
         self.run = run
         self.received: list[int] = []
+        self.first_at = 0.0
         self.previous = {}
 
     def _handle(self, signum, frame) -> None:
-        if self.received:  # checkpoints are written atomically, so quitting now loses nothing saved
+        if self.received:
+            if time.monotonic() - self.first_at < self.REPEAT_AFTER:
+                return
+            # Checkpoints are written atomically, so quitting now loses nothing already saved.
+            print(f"torchdeck: quitting without waiting; resume with: torchdeck train --resume "
+                  f"{shlex.quote(str(self.run.run_dir))}", file=sys.stderr)
             os._exit(128 + signum)
         self.received.append(signum)
+        self.first_at = time.monotonic()
         self.run.control.stop(f"received {signal.Signals(signum).name}")
 
     def __enter__(self) -> list[int]:
@@ -212,11 +245,15 @@ def predict(
 
 
 def _json(data) -> None:
-    print(json.dumps(data, indent=2, default=float))
+    from engine.events import strict_json
+
+    print(json.dumps(strict_json(data), indent=2, default=float))
 
 
 def main() -> None:
     """Console entry point: every user error becomes one line on stderr and exit status 2."""
+    # Until a command installs its own handling, Ctrl+C (even during the imports) just quits.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="torchdeck", standalone_mode=False)
@@ -232,6 +269,8 @@ def main() -> None:
         code = 130
     except BrokenPipeError:
         code = EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
     sys.exit(code or 0)
 
 

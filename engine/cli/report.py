@@ -19,8 +19,8 @@ from engine.events import (
 def fmt(value: Any) -> str:
     """A number as a person reads it in a table: 4 decimals, or scientific when tiny."""
     if isinstance(value, float):
-        return f"{value:.2e}" if value and abs(value) < 1e-3 else f"{value:.4f}"
-    return str(value)
+        return f"{value:.2e}" if value and not 1e-3 <= abs(value) < 1e6 else f"{value:.4f}"
+    return "n/a" if value is None else str(value)
 
 
 def metrics_text(metrics: dict[str, float]) -> str:
@@ -34,7 +34,7 @@ def started_text(event: RunStarted) -> str:
     return (
         f"task {config['task']} · model {config['model']} ({event.parameters:,} parameters) · "
         f"{config['optimizer']} lr {config['lr']:g} · device {event.device} ({event.device_name}) · "
-        f"train/val/test {sizes} · {event.epochs} epochs{start}"
+        f"train/val/test {sizes} · {plural(event.epochs, 'epoch')}{start}"
     )
 
 
@@ -42,17 +42,20 @@ def finished_text(event: RunFinished) -> str:
     best = event.best
     why = "stopped early" if event.reason == "early_stopping" else "finished"
     return (
-        f"{why} after {event.epochs_done} epochs in {event.seconds:.1f}s · "
+        f"{why} after {plural(event.epochs_done, 'epoch')} ({event.seconds:.1f}s of training) · "
         f"best {best['monitor']} {fmt(best['value'])} at epoch {best['epoch']} · "
         f"test {metrics_text(event.test)}"
     )
 
 
 def stopped_text(event: RunStopped) -> str:
-    return (
-        f"stopped ({event.reason}) at epoch {event.epoch}, batch {event.batch}; "
-        f"state saved to {event.checkpoint}; resume with: {event.resume_command}"
-    )
+    where = (f"at the start of epoch {event.epoch}" if event.batch == 0
+             else f"in epoch {event.epoch} after {plural(event.batch, 'batch', 'batches')}")
+    return f"stopped ({event.reason}) {where}; state saved to {event.checkpoint}; resume with: {event.resume_command}"
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    return f"{count} {word if count == 1 else words or word + 's'}"
 
 
 class JsonReporter:
@@ -120,6 +123,7 @@ class RichReporter:
         self.epoch_task = None
         self.total_task = None
         self.columns: list[str] = []
+        self.widths: list[int] = []
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, RunStarted):
@@ -156,11 +160,12 @@ class RichReporter:
     def _epoch(self, event: EpochEnded) -> None:
         if not self.columns:
             self.columns = ["epoch", "train_loss", "val_loss", *event.metrics, "lr", "time"]
-            self.console.print("  ".join(f"[bold]{c:>10}[/]" for c in self.columns))
+            self.widths = [max(len(c), 8) for c in self.columns]
+            self.console.print(" ".join(f"[bold]{c:>{w}}[/]" for c, w in zip(self.columns, self.widths)))
         cells = [f"{event.epoch}/{event.epochs}", fmt(event.train_loss), fmt(event.val_loss),
                  *(fmt(v) for v in event.metrics.values()), f"{event.lr:.3g}", f"{event.seconds:.2f}s"]
         mark = " [green]*[/]" if event.improved else ""
-        self.console.print("  ".join(f"{c:>10}" for c in cells) + mark)
+        self.console.print(" ".join(f"{c:>{w}}" for c, w in zip(cells, self.widths)) + mark)
 
     def _ended(self, event: Event) -> None:
         if isinstance(event, RunFinished):

@@ -16,6 +16,7 @@ from rich.table import Table
 from engine.cli.report import fmt, metrics_text
 
 console = Console()
+HISTORY_ROWS = 20
 
 
 def _table(title: str | None, *columns: str, **kwargs) -> Table:
@@ -80,8 +81,16 @@ def description(info: dict[str, Any]) -> None:
     for key, value in info["config"].items():
         config.add_row(key, str(value))
     console.print(config)
-    if info["history"]:
-        console.print(history_table(info["history"]))
+    if info["features"]:
+        console.print(f"features  {', '.join(info['features'])}")
+    if info["classes"]:
+        console.print(f"classes   {', '.join(info['classes'])}")
+    history = info["history"]
+    if history:
+        shown = history[-HISTORY_ROWS:]
+        title = "history" if len(shown) == len(history) else (
+            f"history (last {len(shown)} of {len(history)} epochs; --json has all)")
+        console.print(history_table(shown, title))
     layers = _table("layers", "name", "shape", "parameters")
     for layer in info["layers"]:
         layers.add_row(layer["name"], "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
@@ -100,7 +109,7 @@ def evaluation(result: dict[str, Any]) -> None:
     if "confusion_matrix" not in result:
         return
     names = result["classes"]
-    matrix = _table("confusion matrix (rows: true class, columns: predicted)", "", *names)
+    matrix = _table("confusion matrix", "true \\ predicted", *names)
     for name, row in zip(names, result["confusion_matrix"]):
         matrix.add_row(f"[bold]{name}[/]", *(str(v) for v in row))
     console.print(matrix)
