@@ -43,8 +43,9 @@ def device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or "cpu"
 
 
-def device_info(device: torch.device) -> dict[str, object]:
+def device_info(device: torch.device | str) -> dict[str, object]:
     """What a dashboard shows about where the run is going: name, memory, threads."""
+    device = torch.device(device)
     info: dict[str, object] = {
         "device": str(device),
         "name": device_name(device),

@@ -169,6 +169,19 @@ class EventStream:
         if event.terminal:
             self._queue.put(_END)
 
+    def drain(self) -> list[Event]:
+        """Every event queued so far, without waiting (for consumers that poll on a timer)."""
+        events = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return events
+            if item is _END:
+                self._queue.put(_END)
+                return events
+            events.append(item)
+
     def __iter__(self) -> Iterator[Event]:
         while True:
             # A short timeout keeps the main thread responsive to signals such as Ctrl+C.

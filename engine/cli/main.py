@@ -27,9 +27,9 @@ from engine.errors import TorchdeckError
 from typer import Abort
 
 try:  # Typer >= 0.29 vendors Click
-    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older Typer with Click installed beside it
-    from click.exceptions import ClickException, NoArgsIsHelpError
+    from click.exceptions import ClickException
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -37,7 +37,6 @@ EXIT_BAD_INPUT = 2
 app = typer.Typer(
     name="torchdeck",
     help="Train, watch and inspect PyTorch models from the terminal.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -52,11 +51,45 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
 ) -> None:
-    """Train, watch and inspect PyTorch models from the terminal."""
+    """Train, watch and inspect PyTorch models from the terminal. With no command: the TUI."""
+    if ctx.invoked_subcommand is None:
+        _run_app()
+
+
+def _run_app(**options) -> None:
+    """Open the Textual app; it needs a terminal (use `torchdeck train` without one)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TorchdeckError("the TUI needs a terminal; for headless runs use `torchdeck train` (see --help)")
+    from tui.app import TorchdeckApp
+
+    TorchdeckApp(**options).run()
+
+
+@app.command()
+def tui(out: Path = typer.Option(Path("checkpoints"), "--out", help="folder of run directories")) -> None:
+    """Open the TUI: wizard, live dashboard, checkpoint browser."""
+    _run_app(out=out)
+
+
+@app.command()
+def watch(run_dir: Path = typer.Argument(..., help="run directory written by `torchdeck train`")) -> None:
+    """Open the dashboard on a run started elsewhere; follows it live until it ends."""
+    from engine import rundir
+
+    if not (run_dir / rundir.EVENTS).is_file():
+        raise TorchdeckError(f"{run_dir} is not a torchdeck run directory (it holds no {rundir.EVENTS})")
+    _run_app(out=run_dir.parent, watch=run_dir)
+
+
+@app.command()
+def browse(folder: Path = typer.Argument(Path("checkpoints"), help="folder of run directories")) -> None:
+    """Open the checkpoint browser on a folder of runs."""
+    _run_app(out=folder, browse=True)
 
 HELP = option_help()
 
@@ -257,8 +290,6 @@ def main() -> None:
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="torchdeck", standalone_mode=False)
-    except NoArgsIsHelpError:
-        code = 0  # the help has been printed
     except ClickException as exc:
         _error(exc.format_message())
         code = EXIT_BAD_INPUT
