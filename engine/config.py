@@ -11,6 +11,7 @@ exact setup where there is one) and applies the caller's overrides on top.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from importlib import import_module
@@ -243,6 +244,29 @@ def option_help() -> dict[str, str]:
 def default_value(name: str) -> Any:
     f = {f.name: f for f in fields(RunConfig)}[name]
     return None if f.default is MISSING else f.default
+
+
+def command_line(config: RunConfig) -> str:
+    """The ``torchdeck train`` command that makes ``config``, with only the flags that differ
+    from its task's preset, so a setup chosen in the TUI can be repeated headless.
+
+    Flags are the option names with ``_`` as ``-``; lists are comma-separated and booleans are
+    ``--flag`` / ``--no-flag``, as the CLI declares them.
+    """
+    preset = RunConfig.for_task(config.task)
+    words = ["torchdeck", "train", "--task", config.task]
+    for f in fields(RunConfig):
+        value = getattr(config, f.name)
+        if f.name == "task" or value == getattr(preset, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else f"--no-{flag[2:]}")
+        elif isinstance(value, tuple):
+            words += [flag, ",".join(map(str, value))]
+        else:
+            words += [flag, str(value)]
+    return shlex.join(words)
 
 
 def monitors(kind: str) -> list[str]:

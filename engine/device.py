@@ -40,7 +40,19 @@ def device_name(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     if device.type == "mps":
         return "Apple MPS"
-    return platform.processor() or platform.machine() or "cpu"
+    return _cpu_model() or platform.processor() or platform.machine() or "cpu"
+
+
+def _cpu_model() -> str:
+    """The CPU's marketing name on Linux ('AMD EPYC 7B13'), or '' elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
 
 
 def device_info(device: torch.device | str) -> dict[str, object]:

@@ -14,10 +14,13 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
+from engine.config import tomllib
 from engine.errors import CheckpointError
-from engine.events import TERMINAL_STATUS, Event, EpochEnded
+from engine.events import (
+    TERMINAL_STATUS, BatchProgress, Event, EpochEnded, RunFailed, RunFinished, RunStarted, RunStopped,
+)
 
 CONFIG = "config.toml"
 EVENTS = "events.jsonl"
@@ -111,13 +114,20 @@ class RunWriter:
             self._events.close()
 
 
-def read_events(run_dir: str | Path) -> Iterator[dict[str, Any]]:
-    """The events recorded in a run directory; a torn last line (a killed writer) is skipped."""
+def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
+    """The events recorded in a run directory; a torn last line (a killed writer) is skipped.
+
+    Events named in ``skip`` are passed over without being parsed: a long run records many
+    thousands of batch events, and a reader that needs only the milestones should not pay for them.
+    """
     path = Path(run_dir) / EVENTS
     if not path.is_file():
         return
+    skipped = tuple(f'{{"event": "{name}"' for name in skip)  # RunWriter writes the name first
     with open(path, encoding="utf-8") as handle:
         for line in handle:
+            if line.startswith(skipped):
+                continue
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:
@@ -134,8 +144,12 @@ def _why_no_checkpoint(run_dir: Path) -> str:
 
 def status(run_dir: str | Path) -> str:
     """finished, stopped, failed or running; a run whose process died counts as failed."""
+    return _status(read_events(run_dir, skip=(BatchProgress.name,)))
+
+
+def _status(records: Iterable[dict[str, Any]]) -> str:
     state, started = "running", {}
-    for record in read_events(run_dir):
+    for record in records:
         if record.get("event") == "run_started":
             state, started = "running", record
         elif record.get("event") in TERMINAL_STATUS:
@@ -143,6 +157,86 @@ def status(run_dir: str | Path) -> str:
     if state == "running" and started.get("host") == socket.gethostname() and not _alive(started.get("pid", 0)):
         return "failed"
     return state
+
+
+def summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """What a list of runs shows about one, from config.toml and events.jsonl alone.
+
+    No checkpoint is loaded, so listing a folder stays fast however large the models are. None
+    when ``run_dir`` is not a run directory (it holds no readable config.toml). The keys: path,
+    name, task, model, epochs_done, epochs (the total), best (monitor, value and epoch; empty
+    before the first epoch), status, reason (why it finished or stopped), message (why it
+    failed), started (time of its first start), parameters and config.
+    """
+    run_dir = Path(run_dir)
+    try:
+        config = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not {"task", "model", "epochs"} <= config.keys():
+        return None
+    records = list(read_events(run_dir, skip=(BatchProgress.name,)))
+    first_start, started, done, best, reason, message = None, {}, 0, {}, "", ""
+    for record in records:
+        event = record.get("event")
+        if event == RunStarted.name:
+            first_start = first_start or record.get("time")
+            started, done, reason, message = record, record.get("start_epoch", done), "", ""
+        elif event == EpochEnded.name:
+            done = record["epoch"]
+            if record.get("improved"):
+                best = _best_of(record, config.get("monitor", "auto"))
+        elif event == RunFinished.name:
+            best = record.get("best") or best  # also knows a best epoch that a resumed branch did not record
+            reason = record.get("reason", "")
+        elif event == RunStopped.name:
+            reason = record.get("reason", "")
+        elif event == RunFailed.name:
+            message = record.get("message", "")
+    state = _status(records)
+    if state == "failed" and not message:
+        message = f"the training process (pid {started.get('pid', '?')}) ended without recording why"
+    return {
+        "path": run_dir,
+        "name": run_dir.name,
+        "task": config["task"],
+        "model": config["model"],
+        "epochs_done": done,
+        "epochs": config["epochs"],
+        "best": best,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "started": first_start if first_start is not None else (run_dir / CONFIG).stat().st_mtime,
+        "parameters": started.get("parameters"),
+        "config": config,
+    }
+
+
+def _best_of(epoch: dict[str, Any], monitor: str) -> dict[str, Any]:
+    """The monitored value of an improved epoch; ``auto`` resolves as ``metrics.default_monitor``
+    does (accuracy where the task measures it, else the loss) without importing torch."""
+    metrics = epoch.get("metrics", {})
+    if monitor == "auto":
+        monitor = "accuracy" if "accuracy" in metrics else "val_loss"
+    value = epoch["val_loss"] if monitor == "val_loss" else metrics.get(monitor)
+    return {"monitor": monitor, "value": value, "epoch": epoch["epoch"]}
+
+
+def list_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """The :func:`summary` of every run directory in ``folder``, newest first.
+
+    Other folders and files are passed over; a folder that does not exist yet holds no runs.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    try:
+        children = [path for path in folder.iterdir() if path.is_dir()]
+    except OSError as exc:
+        raise CheckpointError(f"cannot list the runs in {folder}: {exc.strerror}") from None
+    runs = [found for found in map(summary, children) if found is not None]
+    return sorted(runs, key=lambda run: (run["started"], run["name"]), reverse=True)
 
 
 def training_pid(run_dir: str | Path) -> int | None:

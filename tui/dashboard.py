@@ -65,6 +65,7 @@ class DashboardScreen(Screen):
     #progress { height: auto; padding: 0 1; }
     #progress Label { width: 1fr; height: 1; }
     #progress ProgressBar { width: 1fr; }
+    #progress Bar { width: 1fr; }
     #middle { height: 1fr; min-height: 10; }
     #curve { width: 2fr; }
     #side { width: 1fr; min-width: 30; }
