@@ -73,16 +73,18 @@ def test_pause_resume_and_stop_from_the_keyboard(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen)
                         and app.screen.query_one(EpochTable).row_count >= 2)
             screen = app.screen
+            epochs_seen = lambda: len(screen.query_one(LossCurve).val)  # noqa: E731
             await pilot.press("p")
             control = screen.source.control
             assert control.paused
             await pilot.pause(0.5)
-            rows = screen.query_one(EpochTable).row_count
+            seen = epochs_seen()
             await pilot.pause(0.6)
-            assert screen.query_one(EpochTable).row_count == rows  # nothing trains while paused
+            assert epochs_seen() == seen  # nothing trains while paused
             await pilot.press("p")
             assert not control.paused
-            await until(pilot, lambda: screen.query_one(EpochTable).row_count > rows)
+            await until(pilot, lambda: epochs_seen() > seen)
+            await until(pilot, lambda: screen.query_one(EpochTable).row_count > seen)
             await pilot.press("s")
             await until(pilot, lambda: screen.ended is not None)
             assert screen.ended.name == "run_stopped"

@@ -153,6 +153,7 @@ class DashboardScreen(Screen):
                 self.handle(event)
         if self.ended is not None:
             self.poller.stop()
+            self.query_one(EpochTable).flush()
 
     def handle(self, event: Event) -> None:
         if isinstance(event, EpochEnded):
@@ -199,7 +200,7 @@ class DashboardScreen(Screen):
         self.query_one("#overall-bar", ProgressBar).update(progress=(event.epoch - 1) * event.batches + event.batch)
 
     def on_epoch(self, event: EpochEnded) -> None:
-        self.query_one(EpochTable).add_epoch(event.to_dict(), improved=event.improved)
+        self.query_one(EpochTable).queue_epoch(event.to_dict(), improved=event.improved)
         self.query_one(LossCurve).add(event.train_loss, event.val_loss)
 
     def on_finished(self, event: RunFinished) -> None:

@@ -52,11 +52,25 @@ class LossCurve(PlotextPlot):
 
 
 class EpochTable(DataTable):
-    """One row per finished epoch: losses, metrics, learning rate, seconds."""
+    """One row per finished epoch: losses, metrics, learning rate, seconds.
+
+    Live rows are queued and added once a second: adding a row makes the table render again,
+    and on a fast run that would cost the training thread more time than the rows are worth.
+    """
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
+        self.queued: list[tuple[dict[str, Any], bool]] = []
+        self.set_interval(1.0, self.flush)
+
+    def queue_epoch(self, row: dict[str, Any], improved: bool = False) -> None:
+        self.queued.append((row, improved))
+
+    def flush(self) -> None:
+        queued, self.queued = self.queued, []
+        for row, improved in queued:
+            self.add_epoch(row, improved)
 
     def add_epoch(self, row: dict[str, Any], improved: bool = False) -> None:
         metrics = row["metrics"]
