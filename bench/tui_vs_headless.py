@@ -5,7 +5,7 @@ discarded) and on the dashboard (Textual's headless driver, which composes every
 terminal would), and prints the wall time between run_started and run_finished of each, the
 median of the repeats and the ratio.
 
-    python bench/tui_vs_headless.py [--task digits] [--epochs 150] [--repeats 3]
+    python bench/tui_vs_headless.py [--task digits] [--epochs 150] [--batch-size N] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -54,10 +54,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", default="digits")
     parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--batch-size", type=int, help="default: the task preset's")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as out:
-        config = RunConfig.for_task(args.task, epochs=args.epochs, out=out)
+        sizes = {"batch_size": args.batch_size} if args.batch_size else {}
+        config = RunConfig.for_task(args.task, epochs=args.epochs, out=out, **sizes)
         times = {"headless": [], "tui": []}
         for _ in range(args.repeats):
             times["headless"].append(headless(config))
@@ -65,7 +67,8 @@ def main() -> None:
     for name, values in times.items():
         print(f"{name:9} median {statistics.median(values):.2f}s  runs {', '.join(f'{v:.2f}' for v in values)}")
     ratio = statistics.median(times["tui"]) / statistics.median(times["headless"])
-    print(f"tui/headless {ratio:.3f}  ({args.task}, {args.epochs} epochs, {args.repeats} repeats)")
+    print(f"tui/headless {ratio:.3f}  ({args.task}, {args.epochs} epochs, batch size {config.batch_size}, "
+          f"{args.repeats} repeats)")
 
 
 if __name__ == "__main__":

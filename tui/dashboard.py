@@ -31,6 +31,14 @@ from tui.widgets import DevicePanel, EpochTable, LossCurve, confusion_table
 POLL_SECONDS = 0.25
 
 
+def _coalesce_key(event: Event) -> str | None:
+    if isinstance(event, BatchProgress):
+        return "batch"
+    if isinstance(event, CheckpointSaved):
+        return f"checkpoint-{event.kind}"
+    return None
+
+
 class ConfirmQuit(ModalScreen[bool]):
     """Asked when ``q`` is pressed while a run is training."""
 
@@ -142,21 +150,25 @@ class DashboardScreen(Screen):
         self.poller = self.set_interval(POLL_SECONDS, self.poll)
 
     def poll(self) -> None:
-        """Apply the events that arrived since the last tick; only the newest batch event counts."""
+        """Apply the events that arrived since the last tick.
+
+        Of the frequent kinds (batch progress, each kind of checkpoint) only the newest of a
+        tick is shown: the older ones would be overwritten before anyone could read them.
+        """
         events = self.source.poll()
-        newest_batch = max((i for i, e in enumerate(events) if isinstance(e, BatchProgress)), default=-1)
+        newest = {_coalesce_key(event): index for index, event in enumerate(events)}
         for index, event in enumerate(events):
-            if isinstance(event, BatchProgress):
-                if index == newest_batch:
-                    self.on_batch(event)
-            else:
+            key = _coalesce_key(event)
+            if key is None or newest[key] == index:
                 self.handle(event)
         if self.ended is not None:
             self.poller.stop()
             self.query_one(EpochTable).flush()
 
     def handle(self, event: Event) -> None:
-        if isinstance(event, EpochEnded):
+        if isinstance(event, BatchProgress):
+            self.on_batch(event)
+        elif isinstance(event, EpochEnded):
             self.on_epoch(event)
         elif isinstance(event, RunStarted):
             self.on_started(event)
