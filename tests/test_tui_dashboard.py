@@ -178,3 +178,19 @@ def test_the_tui_commands_need_a_terminal_or_a_run(cli, command):
     result = cli(*command)
     assert result.code == 2
     assert "torchdeck: error:" in result.err
+
+
+def test_a_resumed_run_shows_its_earlier_epochs(tmp_path):
+    run, _ = train(tmp_path, "iris", epochs=3, name="again")
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path)
+        app.new_run = lambda config_=None: app.resume_run(run.run_dir, epochs=5)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            assert screen.started.start_epoch == 3
+            assert screen.query_one(EpochTable).row_count == 5
+            assert len(screen.query_one(LossCurve).val) == 5
+
+    asyncio.run(scenario())

@@ -201,6 +201,9 @@ class DashboardScreen(Screen):
         self.log_line(f"run {verb}: {event.run_dir}")
         if event.resumed_from:
             self.log_line(f"from {event.resumed_from}, after epoch {event.start_epoch}")
+            history = self.source.earlier_epochs(event.start_epoch)
+            self.query_one(EpochTable).show_history(history)
+            self.query_one(LossCurve).show_history(history)
 
     def on_batch(self, event: BatchProgress) -> None:
         self.query_one("#epoch-label", Label).update(

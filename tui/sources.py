@@ -24,6 +24,10 @@ class LiveRun:
         self.run_dir: Path = run.run_dir
         self.control: Control | None = run.control
 
+    def earlier_epochs(self, start_epoch: int) -> list[dict]:
+        """The history a resumed run brought from its checkpoint (its events came earlier)."""
+        return list(self.run.state.history[:start_epoch])
+
     def poll(self) -> list[Event]:
         events = self.run.events.drain()
         if not events and not self.run.thread.is_alive() and self.run.result is None:
@@ -44,6 +48,9 @@ class WatchedRun:
         self.run_dir = Path(run_dir)
         self.offset = 0
         self.pending = b""
+
+    def earlier_epochs(self, start_epoch: int) -> list[dict]:
+        return []  # events.jsonl holds every earlier session's epochs too
 
     def poll(self) -> list[Event]:
         try:
