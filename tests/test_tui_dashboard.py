@@ -7,6 +7,7 @@ import io
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -194,3 +195,30 @@ def test_a_resumed_run_shows_its_earlier_epochs(tmp_path):
             assert len(screen.query_one(LossCurve).val) == 5
 
     asyncio.run(scenario())
+
+
+def test_from_the_wizard_to_a_finished_run_with_the_keyboard(tmp_path):
+    """Launch, Enter through the wizard with 6 epochs typed in, and watch the real run end."""
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("enter", "enter")  # task: iris; model: the preset's MLP
+            wizard = app.screen
+            for _ in range(30):
+                if wizard.focused.id == "epochs":
+                    break
+                await pilot.press("tab")
+            await pilot.press("6", "enter", "enter")  # epochs 6; review; start
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            await pilot.pause(0.3)
+            overall = screen.query_one("#overall-bar", ProgressBar)
+            assert overall.progress == overall.total == 6 * 7
+            assert screen.query_one(EpochTable).row_count == 6
+            return screen.run_dir
+
+    run_dir = Path(asyncio.run(scenario()))
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("iris-mlp-")
+    assert (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists()
