@@ -96,6 +96,7 @@ class RunConfig:
     activation: str = _option("relu", "activation between hidden layers", group="model")
     dropout: float = _option(0.0, "dropout probability after each hidden layer", _between(0, 1), "model")
     batch_norm: bool = _option(False, "batch normalisation after each hidden layer", group="model")
+    weights: str | None = _option(None, "state dict file to start the model from (resnet18)", group="model")
     loss: str = _option("auto", "loss function; auto follows the task kind", group="model")
     # optimisation
     optimizer: str = _option("adam", "optimizer (torchdeck list optimizers)")
