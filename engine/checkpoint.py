@@ -64,32 +64,43 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a torchdeck checkpoint with ``weights_only=True``, explaining every failure."""
+def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """Whatever PyTorch file ``path`` holds, read with ``weights_only=True``; every failure explained.
+
+    Checkpoints and model weights both come through here, so a file that would need arbitrary
+    Python objects is refused the same way wherever it is given, and its payload never runs.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: no such file")
     if path.is_dir():
-        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+        raise CheckpointError(f"{path} is a folder, not a PyTorch file")
     if path.stat().st_size == 0:
-        raise CheckpointError(f"{path} is empty; it is not a checkpoint")
+        raise CheckpointError(f"{path} is empty; it is not a PyTorch file")
     try:
         with warnings.catch_warnings():  # torch warns about odd pickle protocols: the error says enough
             warnings.simplefilter("ignore")
-            payload = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError:
         unsafe = _unsafe_globals(path)
         if unsafe:
             raise CheckpointError(
                 f"{path} was refused: loading it would run or build Python objects "
-                f"({', '.join(unsafe)}); torchdeck only reads plain-data checkpoints"
+                f"({', '.join(unsafe)}); torchdeck only reads plain data"
             ) from None
         raise CheckpointError(
-            f"{path} is not a torchdeck checkpoint: it is a plain pickle, which torchdeck never loads "
-            f"because loading one can run code"
+            f"{path} was refused: it is a plain pickle, which torchdeck never loads because loading "
+            f"one can run code"
         ) from None
+    except PermissionError:
+        raise CheckpointError(f"{path} cannot be read: permission denied") from None
     except Exception:  # torch's reader fails in many ways on a file that is not its own
-        raise CheckpointError(f"{path} is damaged or not a PyTorch checkpoint") from None
+        raise CheckpointError(f"{path} is damaged or not a PyTorch file") from None
+
+
+def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a torchdeck checkpoint: a safe read, then a check that it is one of ours."""
+    payload = read_safely(path, map_location)
     if not isinstance(payload, dict) or payload.get("magic") != MAGIC:
         raise CheckpointError(f"{path} is a PyTorch file but not a torchdeck checkpoint")
     if payload.get("format_version", 0) > FORMAT_VERSION:

@@ -144,6 +144,12 @@ class RunConfig:
                 f"monitor: '{self.monitor}' is not measured for the {kind} task '{self.task}'; "
                 f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}"
             )
+        task = catalog("task")[self.task]
+        if catalog("model")[self.model].images_only and task.image_set is None:
+            raise ConfigError(
+                f"model: '{self.model}' needs image inputs, and the task '{self.task}' is a table; "
+                f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}"
+            )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64")
         if self.name is not None and (not self.name.strip(". ") or any(c in self.name for c in "/\\\0")):

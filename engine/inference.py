@@ -20,7 +20,7 @@ from engine import checkpoint, rundir
 from engine.config import RunConfig
 from engine.errors import CheckpointError, DataError, TorchdeckError
 from engine.losses import build_loss
-from engine.metrics import compute, labels, predict_classes, probabilities
+from engine.metrics import compute, labels, outputs_of, predict_classes, probabilities
 from engine.models import build_model
 from engine.tasks import TaskMeta, load_task
 
@@ -44,7 +44,7 @@ def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
     try:
         config = RunConfig.from_dict(state["config"])
         meta = TaskMeta.from_dict(state["task"])
-        model = build_model(config, meta)
+        model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
         model.load_state_dict(state["model"])
     except TorchdeckError as exc:
         raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
@@ -95,8 +95,7 @@ def describe(path: str | Path) -> dict[str, Any]:
 def evaluate(saved: SavedRun, split: str = "test") -> dict[str, Any]:
     """Loss and metrics on a split; for classifiers also the confusion matrix and report."""
     data = load_task(saved.config, "cpu", saved.meta).splits[split]
-    with torch.no_grad():
-        outputs = saved.model(data.x)
+    outputs = outputs_of(saved.model, data.x)
     kind = saved.meta.kind
     result: dict[str, Any] = {
         "path": str(saved.path),
@@ -119,26 +118,56 @@ def evaluate(saved: SavedRun, split: str = "test") -> dict[str, Any]:
 
 def predict(saved: SavedRun, rows: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
     """Predictions for raw (unscaled) feature rows: top-k classes or a regression value."""
+    if saved.meta.image_mode is not None:
+        raise DataError(f"the task '{saved.meta.task}' takes images: give image files instead of values")
     expected = saved.meta.input_shape[0]
     if rows.ndim != 2 or rows.shape[1] != expected:
         got = rows.shape[1] if rows.ndim == 2 else rows.size
         raise DataError(f"each input needs {expected} values ({', '.join(saved.meta.feature_names)}), got {got}")
-    with torch.no_grad():
-        outputs = saved.model(saved.meta.scale_inputs(rows))
+    outputs = outputs_of(saved.model, saved.meta.scale_inputs(rows))
+    return _answers(saved, [row.tolist() for row in rows], outputs, top_k)
+
+
+def predict_images(saved: SavedRun, paths: list[str | Path], top_k: int = 3) -> list[dict[str, Any]]:
+    """Predictions for image files of any common format, prepared as the training images were."""
+    if saved.meta.image_mode is None:
+        raise DataError(f"the task '{saved.meta.task}' takes feature values, not images: use --input or --csv")
+    images = torch.stack([_read_image(Path(path), saved.meta) for path in paths])
+    outputs = outputs_of(saved.model, saved.meta.scale_images(images))
+    return _answers(saved, [str(path) for path in paths], outputs, top_k)
+
+
+def _read_image(path: Path, meta: TaskMeta) -> torch.Tensor:
+    """An image file as uint8 (C, H, W) in the training mode (grayscale or RGB) and size."""
+    from PIL import Image, UnidentifiedImageError
+    from torchvision.transforms.functional import pil_to_tensor
+
+    height, width = meta.input_shape[1:]
+    try:
+        with Image.open(path) as image:
+            image = image.convert(meta.image_mode).resize((width, height), Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path} is not an image torchdeck can read ({type(exc).__name__})") from None
+    return pil_to_tensor(image)
+
+
+def _answers(saved: SavedRun, inputs: list[Any], outputs: torch.Tensor, top_k: int) -> list[dict[str, Any]]:
+    """Model outputs as answers a person reads: top-k classes with probabilities, or a value."""
     if saved.meta.kind == "regression":
-        values = saved.meta.unscale_targets(outputs).reshape(len(rows), -1)
-        return [{"input": row.tolist(), "value": float(v[0])} for row, v in zip(rows, values)]
+        values = saved.meta.unscale_targets(outputs).reshape(len(inputs), -1)
+        return [{"input": given, "value": float(value[0])} for given, value in zip(inputs, values)]
     probs = probabilities(saved.meta.kind, outputs)
-    k = min(top_k, probs.shape[1])
-    top = probs.topk(k, dim=1)
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
     names = saved.meta.class_names
     return [
         {
-            "input": row.tolist(),
-            "class": names[int(idx[0])],
-            "top": [{"class": names[int(i)], "probability": float(p)} for p, i in zip(ps, idx)],
+            "input": given,
+            "class": names[int(indices[0])],
+            "top": [{"class": names[int(i)], "probability": float(p)} for p, i in zip(chances, indices)],
         }
-        for row, ps, idx in zip(rows, top.values, top.indices)
+        for given, chances, indices in zip(inputs, top.values, top.indices)
     ]
 
 

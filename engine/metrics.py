@@ -38,6 +38,19 @@ def labels(kind: str, targets: torch.Tensor) -> np.ndarray:
     return targets.reshape(-1).long().cpu().numpy() if kind == "binary" else targets.cpu().numpy()
 
 
+EVAL_CHUNK = 1024  # samples per forward pass: bounded memory for CNNs on whole splits
+
+
+@torch.no_grad()
+def outputs_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The model's outputs for every sample of ``x`` in eval mode, computed in chunks."""
+    was_training = model.training
+    model.eval()
+    outputs = torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
+    model.train(was_training)
+    return outputs
+
+
 def compute(kind: str, outputs: torch.Tensor, targets: torch.Tensor, meta) -> dict[str, float]:
     """The kind's metrics for model ``outputs`` against ``targets`` (regression in target units)."""
     if kind == "regression":

@@ -38,13 +38,12 @@ from engine.events import (
     RunFailed, RunFinished, RunStarted, RunStopped,
 )
 from engine.losses import build_loss
-from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names
+from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names, outputs_of
 from engine.models import build_model, count_parameters
 from engine.optim import OPTIMIZERS, SCHEDULERS
 from engine.tasks import TaskData, TaskMeta, load_task
 
 BATCH_EVENT_INTERVAL = 0.1  # seconds between batch events (the last batch of an epoch always reports)
-EVAL_CHUNK = 8192
 RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta")
 
 
@@ -81,7 +80,8 @@ class Run:
         self.epoch_shuffle = self.shuffle.get_state()
         self.data: TaskData = load_task(config, self.device, TaskMeta.from_dict(state["task"]) if state else None)
         self.kind = self.data.meta.kind
-        self.model = build_model(config, self.data.meta).to(self.device)
+        # A resumed run's weights come from its checkpoint: the weights file may be long gone.
+        self.model = build_model(config.replace(weights=None) if state else config, self.data.meta).to(self.device)
         self.loss_fn = build_loss(config, self.kind)
         self.optimizer = OPTIMIZERS[config.optimizer].build(self.model.parameters(), config)
         self.scheduler = SCHEDULERS[config.scheduler].build(self.optimizer, config)
@@ -353,12 +353,8 @@ class Run:
     @torch.no_grad()
     def evaluate(self, split: str, model: torch.nn.Module | None = None) -> tuple[float, dict[str, float]]:
         """(mean loss, metrics) of ``model`` (default: the run's) on a split."""
-        model = model or self.model
         data = self.data.splits[split]
-        was_training = model.training
-        model.eval()
-        outputs = torch.cat([model(data.x[i:i + EVAL_CHUNK]) for i in range(0, len(data), EVAL_CHUNK)])
-        model.train(was_training)
+        outputs = outputs_of(model or self.model, data.x)
         loss = float(self.loss_fn(outputs, data.y))
         return loss, compute(self.kind, outputs, data.y, self.data.meta)
 

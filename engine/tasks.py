@@ -40,11 +40,13 @@ class TaskSpec:
     name: str
     description: str
     kind: str  # regression | binary | multiclass
-    load: Callable[[Any], RawData]
+    load: Callable[[Any], RawData] | None
     preset: dict[str, Any]
     source: str = "scikit-learn (offline)"
     scale_target: bool = False
     reads_data_dir: bool = False
+    image_set: str | None = None  # a name in engine.images.IMAGE_SETS for image tasks
+    normalize: tuple[float, float] | None = None  # fixed (mean, std) for images; None: from train
 
 
 @dataclass
@@ -56,10 +58,11 @@ class TaskMeta:
     input_shape: list[int]
     feature_names: list[str]
     class_names: list[str]
-    x_mean: torch.Tensor
+    x_mean: torch.Tensor  # per feature; per channel (C, 1, 1) for images
     x_scale: torch.Tensor
     y_mean: float = 0.0
     y_scale: float = 1.0
+    image_mode: str | None = None  # PIL mode of image inputs: "L" or "RGB"; None for tables
 
     @property
     def outputs(self) -> int:
@@ -77,6 +80,7 @@ class TaskMeta:
             "x_scale": self.x_scale.detach().cpu(),
             "y_mean": float(self.y_mean),
             "y_scale": float(self.y_scale),
+            "image_mode": self.image_mode,
         }
 
     @classmethod
@@ -87,6 +91,10 @@ class TaskMeta:
         """Raw feature rows to the standardised tensor the model was trained on."""
         x = torch.as_tensor(np.asarray(x, dtype=np.float32))
         return (x - self.x_mean) / self.x_scale
+
+    def scale_images(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 images (N, C, H, W) to the normalised floats the model was trained on."""
+        return (images.float().div_(255) - self.x_mean) / self.x_scale
 
     def unscale_targets(self, y: torch.Tensor) -> torch.Tensor:
         """Model outputs of a regression back to the target's own units."""
@@ -128,6 +136,10 @@ def _linear(config) -> RawData:
     return RawData(x, y, ["x"])
 
 
+# The image sets bring their own test split; given only one file pair (such as MNIST's t10k
+# files), 10 % of it is held out for testing so that 80 % is left to train on.
+IMAGE_SPLITS = dict(val_fraction=0.1, test_fraction=0.1)
+
 TASKS: Catalog[TaskSpec] = Catalog(
     "task",
     [
@@ -163,6 +175,28 @@ TASKS: Catalog[TaskSpec] = Catalog(
                  lr=1e-3, scheduler="cosine", batch_size=64, epochs=40),
         ),
         TaskSpec(
+            "mnist", "Handwritten digits: 70,000 images of 28x28 pixels, 10 classes (tutorial preset)",
+            "multiclass", None,
+            dict(model="mlp", hidden=[500], activation="relu", optimizer="adam", lr=1e-3,
+                 batch_size=64, epochs=5, **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
+            image_set="mnist", normalize=(0.5, 0.5),
+        ),
+        TaskSpec(
+            "fashion-mnist", "Zalando clothing: 70,000 images of 28x28 pixels, 10 classes", "multiclass", None,
+            dict(model="cnn", hidden=[128], dropout=0.25, optimizer="adam", lr=1e-3, batch_size=64, epochs=10,
+                 **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
+            image_set="fashion-mnist",
+        ),
+        TaskSpec(
+            "cifar10", "Small photos: 60,000 colour images of 32x32 pixels, 10 classes", "multiclass", None,
+            dict(model="cnn", hidden=[256], dropout=0.3, batch_norm=True, optimizer="adam", lr=1e-3,
+                 batch_size=128, epochs=20, **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with cifar-10-batches-py)", reads_data_dir=True,
+            image_set="cifar10",
+        ),
+        TaskSpec(
             "diabetes", "Diabetes progression: 442 patients, 10 features, regression", "regression",
             _sklearn(datasets.load_diabetes),
             dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adamw",
@@ -180,10 +214,12 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     fitted, so evaluation sees exactly the inputs training saw.
     """
     spec = TASKS.entry(config.task, "task")
+    if spec.image_set is not None:
+        return _load_images(spec, config, device, meta)
     raw = spec.load(config)
     if len(raw.x) < 10:
         raise DataError(f"task '{spec.name}' has only {len(raw.x)} samples; at least 10 are needed")
-    train, val, test = _split(spec, raw, config)
+    train, val, test = _split(spec, raw.y, config)
     if meta is None:
         meta = _fit_meta(spec, raw, train)
     x_all = meta.scale_inputs(raw.x)
@@ -200,25 +236,73 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     return TaskData(meta, splits)
 
 
-def _split(spec: TaskSpec, raw: RawData, config) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Train/val/test row indices: a fixed seed, stratified by class for classification."""
+def _split(spec: TaskSpec, labels: np.ndarray, config, has_test: bool = False) -> tuple[np.ndarray, ...]:
+    """Row indices of train/val(/test): a fixed seed, stratified by class for classification.
+
+    Without a test split of its own, ``test_fraction`` of the data is held out for testing; the
+    validation split is ``val_fraction`` of all the data either way.
+    """
     classify = spec.kind != "regression"
-    least = len(np.unique(raw.y)) if classify else 2  # every class in every split; R² needs 2 samples
-    for option, share in (("val_fraction", config.val_fraction), ("test_fraction", config.test_fraction)):
-        if round(share * len(raw.x)) < least:
+    least = len(np.unique(labels)) if classify else 2  # every class in every split; R² needs 2 samples
+    shares = (("val_fraction", config.val_fraction),) + (() if has_test else (("test_fraction", config.test_fraction),))
+    for option, share in shares:
+        if round(share * len(labels)) < least:
             raise DataError(
-                f"{option}: {share} of {len(raw.x)} samples is fewer than the {least} that task '{spec.name}' "
+                f"{option}: {share} of {len(labels)} samples is fewer than the {least} that task '{spec.name}' "
                 f"needs in that split; use a larger fraction"
             )
-    index = np.arange(len(raw.x))
-    rest, test = train_test_split(
-        index, test_size=config.test_fraction, random_state=SPLIT_SEED, stratify=raw.y if classify else None
-    )
-    train, val = train_test_split(
-        rest, test_size=config.val_fraction / (1 - config.test_fraction), random_state=SPLIT_SEED,
-        stratify=raw.y[rest] if classify else None,
-    )
+
+    def cut(rows: np.ndarray, share: float) -> list[np.ndarray]:
+        return train_test_split(rows, test_size=share, random_state=SPLIT_SEED,
+                                stratify=labels[rows] if classify else None)
+
+    index = np.arange(len(labels))
+    if has_test:
+        return tuple(cut(index, config.val_fraction))
+    rest, test = cut(index, config.test_fraction)
+    train, val = cut(rest, config.val_fraction / (1 - config.test_fraction))
     return train, val, test
+
+
+def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
+    """An image set decoded once into normalised float tensors on the device.
+
+    MNIST-sized sets fit in memory many times over, so batches are cut by index like tables:
+    no per-sample decoding or PIL work in the training loop.
+    """
+    from engine.images import load_image_set
+
+    parts = load_image_set(spec.image_set, config.data_dir)
+    images, labels = parts.train
+    if parts.test is None:
+        train, val, test = _split(spec, labels.numpy(), config)
+        rows = {"train": (images, labels, train), "val": (images, labels, val), "test": (images, labels, test)}
+    else:
+        train, val = _split(spec, labels.numpy(), config, has_test=True)
+        test_images, test_labels = parts.test
+        rows = {"train": (images, labels, train), "val": (images, labels, val),
+                "test": (test_images, test_labels, np.arange(len(test_labels)))}
+    if meta is None:
+        meta = _image_meta(spec, images[torch.as_tensor(train)], parts.class_names)
+    splits = {}
+    for name, (x, y, index) in rows.items():
+        index = torch.as_tensor(index)
+        splits[name] = Split(meta.scale_images(x[index].to(device)), y[index].to(device))
+    return TaskData(meta, splits)
+
+
+def _image_meta(spec: TaskSpec, train_images: torch.Tensor, class_names: list[str]) -> TaskMeta:
+    channels = train_images.shape[1]
+    if spec.normalize is not None:
+        mean = torch.full((channels, 1, 1), spec.normalize[0])
+        std = torch.full((channels, 1, 1), spec.normalize[1])
+    else:  # per-channel statistics of the training split, like the tables' scaler
+        pixels = train_images.transpose(0, 1).reshape(channels, -1).float().div_(255)
+        mean, std = pixels.mean(dim=1).view(-1, 1, 1), pixels.std(dim=1).view(-1, 1, 1)
+    return TaskMeta(
+        task=spec.name, kind=spec.kind, input_shape=list(train_images.shape[1:]), feature_names=[],
+        class_names=list(class_names), x_mean=mean, x_scale=std, image_mode="L" if channels == 1 else "RGB",
+    )
 
 
 def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:

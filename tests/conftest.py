@@ -52,3 +52,42 @@ def cli(capsys, monkeypatch, tmp_path):
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+def shape_images(count: int, size: int = 28, seed: int = 0):
+    """``count`` grayscale images whose class (0-9) is where a bright square sits, plus noise.
+
+    Easy enough to learn to high accuracy in seconds, so tests can train on real image paths.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    labels = np.arange(count) % 10
+    rng.shuffle(labels)
+    images = rng.integers(0, 60, size=(count, size, size), dtype=np.uint8)
+    cell = size // 5
+    for image, label in zip(images, labels):
+        row, col = divmod(int(label), 5)
+        top, left = row * (size // 2) + 2, col * cell + 1
+        image[top:top + cell, left:left + cell - 1] = 255
+    return images, labels.astype(np.uint8)
+
+
+def write_idx(path: Path, array, gz: bool = True) -> Path:
+    """An IDX file of unsigned bytes: magic 0x0000080<ndim>, big-endian int32 sizes, the bytes."""
+    import gzip
+
+    import numpy as np
+
+    header = (0x800 + array.ndim).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in array.shape)
+    data = header + array.astype(np.uint8).tobytes()
+    path = path.with_name(path.name + ".gz") if gz else path
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def write_idx_pair(folder: Path, prefix: str, images, labels) -> None:
+    """``{prefix}-images-idx3-ubyte.gz`` and ``{prefix}-labels-idx1-ubyte.gz``, as MNIST ships them."""
+    folder.mkdir(parents=True, exist_ok=True)
+    write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
+    write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)

@@ -63,7 +63,7 @@ def test_a_raw_pickle_is_refused_without_running(tmp_path):
     "content, message",
     [
         (b"", "is empty"),
-        (b"just some text\n", "damaged or not a PyTorch checkpoint"),
+        (b"just some text\n", "damaged or not a PyTorch file"),
     ],
 )
 def test_files_that_are_not_checkpoints(tmp_path, content, message):

@@ -71,7 +71,7 @@ BAD_INPUT = [
     (["train", "--config", "unknown.toml"], "unknown option 'epoch' (did you mean 'epochs'?)"),
     (["train", "--resume", "not-a-run"], "not a torchdeck run directory"),
     (["train", "--resume", "empty.pt"], "is empty"),
-    (["train", "--resume", "text.pt"], "damaged or not a PyTorch checkpoint"),
+    (["train", "--resume", "text.pt"], "damaged or not a PyTorch file"),
     (["train", "--resume", "nowhere"], "no such file"),
     (["inspect", "nowhere"], "no such file"),
     (["evaluate", "not-a-run"], "not a torchdeck run directory"),

@@ -115,3 +115,8 @@ def test_data_dir_is_refused_for_tasks_that_bring_their_data():
 def test_run_names_stay_inside_the_output_folder(name):
     with pytest.raises(ConfigError, match="plain folder name"):
         RunConfig.for_task(name=name)
+
+
+def test_image_models_are_refused_for_tables():
+    with pytest.raises(ConfigError, match="'convnet' needs image inputs, and the task 'wine' is a table"):
+        RunConfig.for_task("wine", model="convnet")

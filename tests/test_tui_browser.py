@@ -335,3 +335,29 @@ async def test_an_unreadable_checkpoint_is_a_message_not_a_crash(copy, calls):
         await settle(pilot)
         assert isinstance(app.screen, EvaluateDialog)
         assert "best.pt is empty" in text(app.screen.query_one("#error", Static))
+
+
+@pilot_test
+async def test_predict_an_image_for_an_image_task(tmp_path, calls):
+    from PIL import Image
+
+    from conftest import shape_images, write_idx_pair
+
+    write_idx_pair(tmp_path / "mnist", "t10k", *shape_images(1000))
+    run = Run.new(RunConfig.for_task("mnist", data_dir=str(tmp_path / "mnist"), epochs=3,
+                                     out=str(tmp_path / "runs"), name="digits")).start()
+    assert run.wait().name == "run_finished"
+    images, labels = shape_images(20, seed=3)
+    Image.fromarray(images[list(labels).index(7)]).save(tmp_path / "seven.png")
+    app = TorchdeckApp(out=tmp_path / "runs", browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, tmp_path / "runs" / "digits")
+        await pilot.press("p")
+        await settle(pilot)
+        dialog = app.screen
+        assert "path of an image file" in text(dialog.query_one("#features", Static))
+        dialog.query_one(Input).value = str(tmp_path / "seven.png")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert dialog.prediction["class"] == "7"

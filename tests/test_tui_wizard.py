@@ -107,6 +107,10 @@ def test_parameter_count_follows_the_model_options(tmp_path, started):
         await pilot.pause()
         assert count() == "323"
         await pilot.press("shift+tab", "shift+tab", "shift+tab", "shift+tab", "space", "down", "enter")
+        await pilot.pause()  # cnn, next in the list, does not fit a table: the CLI's message, inline
+        assert screen.query_one("#model").value == "cnn"
+        assert "'cnn' needs image inputs" in error(screen, "model")
+        await pilot.press("space", "up", "up", "enter")
         await pilot.pause()  # the model list picks linear; its unused options are hidden
         assert screen.query_one("#model").value == "linear" and count() == "15"
         assert not screen.query_one("#hidden-row").display and step(screen) == "model"

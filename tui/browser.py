@@ -273,7 +273,7 @@ def _report_table(report: dict[str, Any]) -> Table:
 
 
 class PredictDialog(RunDialog):
-    """Predict one sample typed as comma-separated feature values, in training order."""
+    """Predict one sample: comma-separated feature values in training order, or an image's path."""
 
     AUTO_FOCUS = "Input"
 
@@ -291,7 +291,15 @@ class PredictDialog(RunDialog):
         yield Footer()
 
     def ready(self) -> None:
-        names = self.saved.meta.feature_names
+        meta = self.saved.meta
+        if meta.image_mode is not None:
+            channels, height, width = meta.input_shape
+            self.query_one("#features", Static).update(
+                f"the path of an image file (any common format; it is converted to "
+                f"{'grayscale' if meta.image_mode == 'L' else 'RGB'} {width}×{height}, as in training)")
+            self.query_one(Input).placeholder = "path/to/image.png"
+            return
+        names = meta.feature_names
         features = f"{len(names)} features, in this order: {', '.join(names)}"
         self.query_one("#features", Static).update(features)
 
@@ -304,6 +312,8 @@ class PredictDialog(RunDialog):
 
         def work() -> dict[str, Any]:
             inference = _inference()
+            if saved.meta.image_mode is not None:
+                return inference.predict_images(saved, [text.strip()], top_k=5)[0]
             return inference.predict(saved, inference.parse_rows([text]), top_k=5)[0]
 
         self.job(work, self._show, "predict")

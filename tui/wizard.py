@@ -74,9 +74,9 @@ def describe_data(data: TaskData) -> str:
 
 def parameter_count(config: RunConfig) -> int:
     """Parameters of the config's model, built on the meta device so that no memory is taken
-    however wide the layers typed are."""
+    however wide the layers typed are (and without reading a weights file: it changes no count)."""
     with torch.device("meta"):
-        return count_parameters(build_model(config, task_data(config).meta))
+        return count_parameters(build_model(config.replace(weights=None), task_data(config).meta))
 
 
 def checked(base: RunConfig, values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:

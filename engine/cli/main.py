@@ -260,20 +260,24 @@ def evaluate(
 @app.command()
 def predict(
     path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    images: Optional[list[Path]] = typer.Argument(None, help="image files, for image tasks"),
     inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="comma-separated feature values; repeatable"),
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV file of rows to predict"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show per input"),
     json_out: bool = typer.Option(False, "--json", help="print the predictions as JSON"),
 ) -> None:
-    """Predict classes (with probabilities) or values for new inputs."""
+    """Predict classes (with probabilities) or values for new inputs: feature values or images."""
     from engine.cli import show
-    from engine.inference import load, parse_rows, predict as run_prediction, read_csv
+    from engine.inference import load, parse_rows, predict as run_prediction, predict_images, read_csv
 
-    if bool(inputs) == bool(csv_file):
-        raise TorchdeckError("give the inputs with --input (repeatable) or --csv FILE, one of the two")
+    if sum(map(bool, (images, inputs, csv_file))) != 1:
+        raise TorchdeckError("give image files, --input values (repeatable) or --csv FILE: one of the three")
     saved = load(path)
-    rows = parse_rows(inputs) if inputs else read_csv(csv_file, saved.meta.feature_names)
-    predictions = run_prediction(saved, rows, top_k)
+    if images:
+        predictions = predict_images(saved, images, top_k)
+    else:
+        rows = parse_rows(inputs) if inputs else read_csv(csv_file, saved.meta.feature_names)
+        predictions = run_prediction(saved, rows, top_k)
     _json(predictions) if json_out else show.predictions(predictions, saved.meta)
 
 
