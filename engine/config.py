@@ -62,6 +62,14 @@ def _fraction(value):
     return None if 0 < value < 0.5 else "it must be between 0 and 0.5 (exclusive)"
 
 
+def _one_of(*choices):
+    return lambda value: None if value in choices else f"choose one of {', '.join(choices)}{did_you_mean(value, choices)}"
+
+
+def _image_size(value):
+    return None if value is None or value >= 8 else "it must be at least 8 (pixels)"
+
+
 def _gamma(value):
     return None if 0 < value <= 1 else "it must be in (0, 1]"
 
@@ -88,6 +96,11 @@ class RunConfig:
     # data
     task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks)", group="data")
     data_dir: str | None = _option(None, "folder or file holding the task's data", group="data")
+    target: str | None = _option(None, "the column to predict (csv)", group="data")
+    target_kind: str = _option("auto", "auto, classification or regression (csv)",
+                               _one_of("auto", "classification", "regression"), "data")
+    missing: str = _option("drop", "rows with missing values: drop or impute (csv)", _one_of("drop", "impute"), "data")
+    image_size: int | None = _option(None, "resize images to this square size (image-folder)", _image_size, "data")
     val_fraction: float = _option(0.1, "share of the data held out for validation", _fraction, "data")
     test_fraction: float = _option(0.2, "share of the data held out for the final test", _fraction, "data")
     # model
@@ -145,7 +158,7 @@ class RunConfig:
                 f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}"
             )
         task = catalog("task")[self.task]
-        if catalog("model")[self.model].images_only and task.image_set is None:
+        if catalog("model")[self.model].images_only and task.inputs != "images":
             raise ConfigError(
                 f"model: '{self.model}' needs image inputs, and the task '{self.task}' is a table; "
                 f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}"
@@ -234,10 +247,6 @@ class RunConfig:
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
         return cls.from_values(cls.read_toml(path))
-
-    def kind(self) -> str:
-        """The task kind: regression, binary or multiclass."""
-        return catalog("task")[self.task].kind
 
 
 def option_names() -> list[str]:

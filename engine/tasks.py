@@ -47,6 +47,9 @@ class TaskSpec:
     reads_data_dir: bool = False
     image_set: str | None = None  # a name in engine.images.IMAGE_SETS for image tasks
     normalize: tuple[float, float] | None = None  # fixed (mean, std) for images; None: from train
+    inputs: str = "table"  # table | images: which models fit
+    prepare: Callable[..., "TaskData"] | None = None  # (spec, config, device, meta) -> TaskData, for
+    # tasks whose data is not a plain table (images, a user's CSV); None: the scikit-learn path
 
 
 @dataclass
@@ -136,75 +139,6 @@ def _linear(config) -> RawData:
     return RawData(x, y, ["x"])
 
 
-# The image sets bring their own test split; given only one file pair (such as MNIST's t10k
-# files), 10 % of it is held out for testing so that 80 % is left to train on.
-IMAGE_SPLITS = dict(val_fraction=0.1, test_fraction=0.1)
-
-TASKS: Catalog[TaskSpec] = Catalog(
-    "task",
-    [
-        TaskSpec(
-            "iris", "Iris flowers: 150 samples, 4 measurements, 3 species (tutorial preset)", "multiclass",
-            _sklearn(datasets.load_iris),
-            dict(model="mlp", hidden=[16, 8], activation="relu", dropout=0.2, optimizer="adam",
-                 lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=100),
-        ),
-        TaskSpec(
-            "breast-cancer", "Breast cancer diagnosis: 569 samples, 30 features, binary (tutorial preset)",
-            "binary", _sklearn(datasets.load_breast_cancer),
-            dict(model="mlp", hidden=[64, 32], activation="relu", optimizer="adam", lr=1e-3,
-                 batch_size=32, epochs=100),
-        ),
-        TaskSpec(
-            "linear", "Synthetic line y = 2x + 1 + noise: 1000 samples (tutorial preset)", "regression",
-            _linear,
-            dict(model="mlp", hidden=[32, 32], activation="relu", optimizer="adam", lr=1e-3,
-                 batch_size=32, epochs=50),
-            source="generated",
-        ),
-        TaskSpec(
-            "wine", "Wine cultivars: 178 samples, 13 chemical features, 3 classes", "multiclass",
-            _sklearn(datasets.load_wine),
-            dict(model="mlp", hidden=[32, 16], activation="relu", dropout=0.1, optimizer="adam",
-                 lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=60),
-        ),
-        TaskSpec(
-            "digits", "Handwritten digits: 1797 images of 8x8 pixels, 10 classes", "multiclass",
-            _sklearn(datasets.load_digits),
-            dict(model="mlp", hidden=[128, 64], activation="relu", dropout=0.1, optimizer="adam",
-                 lr=1e-3, scheduler="cosine", batch_size=64, epochs=40),
-        ),
-        TaskSpec(
-            "mnist", "Handwritten digits: 70,000 images of 28x28 pixels, 10 classes (tutorial preset)",
-            "multiclass", None,
-            dict(model="mlp", hidden=[500], activation="relu", optimizer="adam", lr=1e-3,
-                 batch_size=64, epochs=5, **IMAGE_SPLITS),
-            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
-            image_set="mnist", normalize=(0.5, 0.5),
-        ),
-        TaskSpec(
-            "fashion-mnist", "Zalando clothing: 70,000 images of 28x28 pixels, 10 classes", "multiclass", None,
-            dict(model="cnn", hidden=[128], dropout=0.25, optimizer="adam", lr=1e-3, batch_size=64, epochs=10,
-                 **IMAGE_SPLITS),
-            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
-            image_set="fashion-mnist",
-        ),
-        TaskSpec(
-            "cifar10", "Small photos: 60,000 colour images of 32x32 pixels, 10 classes", "multiclass", None,
-            dict(model="cnn", hidden=[256], dropout=0.3, batch_norm=True, optimizer="adam", lr=1e-3,
-                 batch_size=128, epochs=20, **IMAGE_SPLITS),
-            source="torchvision (download, or --data-dir with cifar-10-batches-py)", reads_data_dir=True,
-            image_set="cifar10",
-        ),
-        TaskSpec(
-            "diabetes", "Diabetes progression: 442 patients, 10 features, regression", "regression",
-            _sklearn(datasets.load_diabetes),
-            dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adamw",
-                 lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=200, patience=30),
-            scale_target=True,
-        ),
-    ],
-)
 
 
 def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None = None) -> TaskData:
@@ -214,8 +148,8 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     fitted, so evaluation sees exactly the inputs training saw.
     """
     spec = TASKS.entry(config.task, "task")
-    if spec.image_set is not None:
-        return _load_images(spec, config, device, meta)
+    if spec.prepare is not None:
+        return spec.prepare(spec, config, device, meta)
     raw = spec.load(config)
     if len(raw.x) < 10:
         raise DataError(f"task '{spec.name}' has only {len(raw.x)} samples; at least 10 are needed")
@@ -325,3 +259,74 @@ def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:
         y_mean=y_mean,
         y_scale=y_scale,
     )
+
+
+# The image sets bring their own test split; given only one file pair (such as MNIST's t10k
+# files), 10 % of it is held out for testing so that 80 % is left to train on.
+IMAGE_SPLITS = dict(val_fraction=0.1, test_fraction=0.1)
+
+TASKS: Catalog[TaskSpec] = Catalog(
+    "task",
+    [
+        TaskSpec(
+            "iris", "Iris flowers: 150 samples, 4 measurements, 3 species (tutorial preset)", "multiclass",
+            _sklearn(datasets.load_iris),
+            dict(model="mlp", hidden=[16, 8], activation="relu", dropout=0.2, optimizer="adam",
+                 lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=100),
+        ),
+        TaskSpec(
+            "breast-cancer", "Breast cancer diagnosis: 569 samples, 30 features, binary (tutorial preset)",
+            "binary", _sklearn(datasets.load_breast_cancer),
+            dict(model="mlp", hidden=[64, 32], activation="relu", optimizer="adam", lr=1e-3,
+                 batch_size=32, epochs=100),
+        ),
+        TaskSpec(
+            "linear", "Synthetic line y = 2x + 1 + noise: 1000 samples (tutorial preset)", "regression",
+            _linear,
+            dict(model="mlp", hidden=[32, 32], activation="relu", optimizer="adam", lr=1e-3,
+                 batch_size=32, epochs=50),
+            source="generated",
+        ),
+        TaskSpec(
+            "wine", "Wine cultivars: 178 samples, 13 chemical features, 3 classes", "multiclass",
+            _sklearn(datasets.load_wine),
+            dict(model="mlp", hidden=[32, 16], activation="relu", dropout=0.1, optimizer="adam",
+                 lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=60),
+        ),
+        TaskSpec(
+            "digits", "Handwritten digits: 1797 images of 8x8 pixels, 10 classes", "multiclass",
+            _sklearn(datasets.load_digits),
+            dict(model="mlp", hidden=[128, 64], activation="relu", dropout=0.1, optimizer="adam",
+                 lr=1e-3, scheduler="cosine", batch_size=64, epochs=40),
+        ),
+        TaskSpec(
+            "mnist", "Handwritten digits: 70,000 images of 28x28 pixels, 10 classes (tutorial preset)",
+            "multiclass", None,
+            dict(model="mlp", hidden=[500], activation="relu", optimizer="adam", lr=1e-3,
+                 batch_size=64, epochs=5, **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
+            image_set="mnist", normalize=(0.5, 0.5), inputs="images", prepare=_load_images,
+        ),
+        TaskSpec(
+            "fashion-mnist", "Zalando clothing: 70,000 images of 28x28 pixels, 10 classes", "multiclass", None,
+            dict(model="cnn", hidden=[128], dropout=0.25, optimizer="adam", lr=1e-3, batch_size=64, epochs=10,
+                 **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with the IDX files)", reads_data_dir=True,
+            image_set="fashion-mnist", inputs="images", prepare=_load_images,
+        ),
+        TaskSpec(
+            "cifar10", "Small photos: 60,000 colour images of 32x32 pixels, 10 classes", "multiclass", None,
+            dict(model="cnn", hidden=[256], dropout=0.3, batch_norm=True, optimizer="adam", lr=1e-3,
+                 batch_size=128, epochs=20, **IMAGE_SPLITS),
+            source="torchvision (download, or --data-dir with cifar-10-batches-py)", reads_data_dir=True,
+            image_set="cifar10", inputs="images", prepare=_load_images,
+        ),
+        TaskSpec(
+            "diabetes", "Diabetes progression: 442 patients, 10 features, regression", "regression",
+            _sklearn(datasets.load_diabetes),
+            dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adamw",
+                 lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=200, patience=30),
+            scale_target=True,
+        ),
+    ],
+)
