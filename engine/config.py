@@ -101,6 +101,7 @@ class RunConfig:
                                _one_of("auto", "classification", "regression"), "data")
     missing: str = _option("drop", "rows with missing values: drop or impute (csv)", _one_of("drop", "impute"), "data")
     image_size: int | None = _option(None, "resize images to this square size (image-folder)", _image_size, "data")
+    augment: bool = _option(False, "flip, rotate and shift training images (image-folder)", group="data")
     val_fraction: float = _option(0.1, "share of the data held out for validation", _fraction, "data")
     test_fraction: float = _option(0.2, "share of the data held out for the final test", _fraction, "data")
     # model
@@ -144,24 +145,47 @@ class RunConfig:
                 catalog(option).entry(getattr(self, option), option)
         self._check_combination()
 
-    def _check_combination(self) -> None:
-        kind = catalog("task")[self.task].kind
-        if self.loss != "auto" and kind not in catalog("loss")[self.loss].kinds:
-            raise ConfigError(
-                f"loss: '{self.loss}' does not fit the {kind} task '{self.task}'; "
-                f"choose one of auto, {', '.join(n for n, e in catalog('loss').items() if kind in e.kinds)}"
-            )
-        allowed = monitors(kind)
+    def check_kind(self, *kinds: str) -> None:
+        """Refuse a loss or monitor that fits none of ``kinds``, the kinds the task can have.
+
+        A task of kind ``auto`` (a user's own data) is checked against what it may turn out to be
+        here, and again by the run against the one kind its data has.
+        """
+        what = f"the {' or '.join(kinds)} task '{self.task}'"
+        if self.loss != "auto" and not set(kinds) & set(catalog("loss")[self.loss].kinds):
+            fitting = [name for name, entry in catalog("loss").items() if set(kinds) & set(entry.kinds)]
+            raise ConfigError(f"loss: '{self.loss}' does not fit {what}; choose one of auto, {', '.join(fitting)}")
+        allowed = list(dict.fromkeys(name for kind in kinds for name in monitors(kind)))
         if self.monitor not in allowed:
             raise ConfigError(
-                f"monitor: '{self.monitor}' is not measured for the {kind} task '{self.task}'; "
+                f"monitor: '{self.monitor}' is not measured for {what}; "
                 f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}"
             )
+
+    def _kinds(self) -> tuple[str, ...]:
+        """The kinds the task can have before its data is read: an ``auto`` task's data decides,
+        and only ``target_kind`` narrows that down in advance."""
+        kind = catalog("task")[self.task].kind
+        if kind != "auto":
+            return (kind,)
+        return {"classification": ("binary", "multiclass"), "regression": ("regression",)}.get(
+            self.target_kind, ("binary", "multiclass", "regression"))
+
+    def _check_combination(self) -> None:
+        self.check_kind(*self._kinds())
         task = catalog("task")[self.task]
         if catalog("model")[self.model].images_only and task.inputs != "images":
             raise ConfigError(
                 f"model: '{self.model}' needs image inputs, and the task '{self.task}' is a table; "
                 f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}"
+            )
+        if (self.image_size is not None or self.augment) and not (task.inputs == "images" and task.image_set is None):
+            option = "image_size" if self.image_size is not None else "augment"
+            raise ConfigError(f"{option}: only image-folder tasks resize and augment their images; '{self.task}' does not")
+        if self.val_fraction + self.test_fraction > 0.6:
+            raise ConfigError(
+                f"val_fraction + test_fraction: {self.val_fraction} + {self.test_fraction} leaves too little to "
+                f"train on; keep their sum at most 0.6"
             )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64")

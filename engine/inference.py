@@ -22,6 +22,7 @@ from engine.errors import CheckpointError, DataError, TorchdeckError
 from engine.losses import build_loss
 from engine.metrics import compute, labels, outputs_of, predict_classes, probabilities
 from engine.models import build_model
+from engine.tables import encode, read_rows
 from engine.tasks import TaskMeta, load_task
 
 
@@ -95,7 +96,7 @@ def describe(path: str | Path) -> dict[str, Any]:
 def evaluate(saved: SavedRun, split: str = "test") -> dict[str, Any]:
     """Loss and metrics on a split; for classifiers also the confusion matrix and report."""
     data = load_task(saved.config, "cpu", saved.meta).splits[split]
-    outputs = outputs_of(saved.model, data.x)
+    outputs = data.outputs(saved.model)
     kind = saved.meta.kind
     result: dict[str, Any] = {
         "path": str(saved.path),
@@ -116,10 +117,17 @@ def evaluate(saved: SavedRun, split: str = "test") -> dict[str, Any]:
     return result
 
 
-def predict(saved: SavedRun, rows: np.ndarray, top_k: int = 3) -> list[dict[str, Any]]:
-    """Predictions for raw (unscaled) feature rows: top-k classes or a regression value."""
+def predict(saved: SavedRun, rows: np.ndarray | list[list[str]], top_k: int = 3) -> list[dict[str, Any]]:
+    """Predictions for raw (unscaled) feature rows: top-k classes or a regression value.
+
+    A table with text columns (``meta.columns``, the csv task) takes its rows as text cells and
+    encodes them as training did; other tables take an array of numbers.
+    """
     if saved.meta.image_mode is not None:
         raise DataError(f"the task '{saved.meta.task}' takes images: give image files instead of values")
+    if saved.meta.columns is not None:
+        outputs = outputs_of(saved.model, saved.meta.scale_inputs(encode(saved.meta.columns, rows)))
+        return _answers(saved, [[cell.strip() for cell in row] for row in rows], outputs, top_k)
     expected = saved.meta.input_shape[0]
     if rows.ndim != 2 or rows.shape[1] != expected:
         got = rows.shape[1] if rows.ndim == 2 else rows.size
@@ -171,32 +179,29 @@ def _answers(saved: SavedRun, inputs: list[Any], outputs: torch.Tensor, top_k: i
     ]
 
 
-def parse_rows(texts: list[str]) -> np.ndarray:
-    """``--input`` values such as ``5.1,3.5,1.4,0.2`` as an array, one row each."""
+def parse_rows(texts: list[str], meta: TaskMeta) -> np.ndarray | list[list[str]]:
+    """``--input`` values such as ``5.1,3.5,1.4,0.2`` as an array, one row each; for a table with
+    text columns (``meta.columns``) the values as text, split as a CSV line (quotes allowed)."""
+    if meta.columns is not None:
+        return [next(csv.reader([text], skipinitialspace=True)) for text in texts]
     rows = [[_number(part, f"--input {text!r}") for part in text.split(",")] for text in texts]
     if len({len(row) for row in rows}) > 1:
         raise DataError("every --input needs the same number of values")
     return np.asarray(rows, dtype=np.float64)
 
 
-def read_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
-    """Rows of a CSV file, one sample each.
+def read_csv(path: str | Path, meta: TaskMeta) -> np.ndarray | list[list[str]]:
+    """Rows of a CSV file, one sample each: numbers, or text cells for a table with text columns.
 
     With a header, columns are taken by name (any order; other columns such as the target are
     skipped), and a header that does not name every feature is an error rather than a guess.
-    Without a header, each row must hold exactly the features, in training order.
+    Without a header, each row must hold exactly the features, in training order. The first
+    row is a header when it is not all numbers or, in a table with text columns, names a feature.
     """
-    path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            table = [(number, row) for number, row in enumerate(csv.reader(handle), start=1)
-                     if any(cell.strip() for cell in row)]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise DataError(f"cannot read {path}: {exc}") from None
-    if not table:
-        raise DataError(f"{path} holds no rows")
+    path, feature_names, text = Path(path), meta.feature_names, meta.columns is not None
+    table = read_rows(path)
     header = [cell.strip() for cell in table[0][1]]
-    if _is_numeric(header):
+    if set(header).isdisjoint(feature_names) if text else _is_numeric(header):
         columns = list(range(len(feature_names)))
         exact = True
     else:
@@ -213,8 +218,9 @@ def read_csv(path: str | Path, feature_names: list[str]) -> np.ndarray:
     for number, row in table:
         if exact and len(row) != len(columns) or len(row) <= max(columns):
             raise DataError(f"{path} line {number} has {len(row)} values, expected {len(columns)}")
-        rows.append([_number(row[c], f"{path} line {number}") for c in columns])
-    return np.asarray(rows, dtype=np.float64)
+        cells = [row[c] for c in columns]
+        rows.append(cells if text else [_number(cell, f"{path} line {number}") for cell in cells])
+    return rows if text else np.asarray(rows, dtype=np.float64)
 
 
 def _is_numeric(cells: list[str]) -> bool:

@@ -38,7 +38,7 @@ from engine.events import (
     RunFailed, RunFinished, RunStarted, RunStopped,
 )
 from engine.losses import build_loss
-from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names, outputs_of
+from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names
 from engine.models import build_model, count_parameters
 from engine.optim import OPTIMIZERS, SCHEDULERS
 from engine.tasks import TaskData, TaskMeta, load_task
@@ -80,6 +80,7 @@ class Run:
         self.epoch_shuffle = self.shuffle.get_state()
         self.data: TaskData = load_task(config, self.device, TaskMeta.from_dict(state["task"]) if state else None)
         self.kind = self.data.meta.kind
+        config.check_kind(self.kind)  # a task of kind auto (csv) has its kind only now that its data is read
         # A resumed run's weights come from its checkpoint: the weights file may be long gone.
         self.model = build_model(config.replace(weights=None) if state else config, self.data.meta).to(self.device)
         self.loss_fn = build_loss(config, self.kind)
@@ -105,6 +106,8 @@ class Run:
 
     @classmethod
     def new(cls, config: RunConfig) -> "Run":
+        if config.data_dir:  # recorded absolute, so later commands find the data from any folder
+            config = config.replace(data_dir=str(Path(config.data_dir).expanduser().resolve()))
         return cls(config)
 
     @classmethod
@@ -180,6 +183,8 @@ class Run:
     def _main(self) -> None:
         try:
             self._emit(self._started())
+            for note in self.data.notes:  # warnings: plain output shows those, on stderr
+                self._emit(Message(note, level="warning"))
             self._train()
         except Diverged as exc:
             self._emit(RunFailed(message=str(exc), run_dir=str(self.run_dir)))
@@ -233,15 +238,15 @@ class Run:
             epoch_start = time.perf_counter() - state.partial_seconds
             next_report = 0.0
             self.model.train()
-            for index in range(first, batches):
+            for index, (inputs, targets) in zip(range(first, batches),
+                                                train.batches(order, batch_size, first, batches)):
                 if self._should_stop(epoch, index, losses, first, epoch_start):
                     return
-                rows = order[index * batch_size:(index + 1) * batch_size]
-                loss = self.loss_fn(self.model(train.x[rows]), train.y[rows])
+                loss = self.loss_fn(self.model(inputs), targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-                losses[index] = loss.detach() * len(rows)
+                losses[index] = loss.detach() * len(targets)
                 state.step += 1
                 now = time.perf_counter()
                 if now >= next_report or index == batches - 1:
@@ -354,7 +359,7 @@ class Run:
     def evaluate(self, split: str, model: torch.nn.Module | None = None) -> tuple[float, dict[str, float]]:
         """(mean loss, metrics) of ``model`` (default: the run's) on a split."""
         data = self.data.splits[split]
-        outputs = outputs_of(model or self.model, data.x)
+        outputs = data.outputs(model or self.model)
         loss = float(self.loss_fn(outputs, data.y))
         return loss, compute(self.kind, outputs, data.y, self.data.meta)
 

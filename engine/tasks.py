@@ -8,7 +8,7 @@ What preprocessing a trained model expects travels with its checkpoint as a :cla
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -66,6 +66,9 @@ class TaskMeta:
     y_mean: float = 0.0
     y_scale: float = 1.0
     image_mode: str | None = None  # PIL mode of image inputs: "L" or "RGB"; None for tables
+    # A user's table (csv task): per input column its name, type, fill value and categories, as
+    # plain data (see engine.tables); None for inputs that are numbers only.
+    columns: list[dict[str, Any]] | None = None
 
     @property
     def outputs(self) -> int:
@@ -84,6 +87,7 @@ class TaskMeta:
             "y_mean": float(self.y_mean),
             "y_scale": float(self.y_scale),
             "image_mode": self.image_mode,
+            "columns": self.columns,
         }
 
     @classmethod
@@ -106,17 +110,32 @@ class TaskMeta:
 
 @dataclass
 class Split:
+    """A split held as tensors on the device: batches are cut by index, with no DataLoader."""
+
     x: torch.Tensor
     y: torch.Tensor
 
     def __len__(self) -> int:
         return len(self.x)
 
+    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int):
+        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``."""
+        for index in range(first, count):
+            rows = order[index * batch_size:(index + 1) * batch_size]
+            yield self.x[rows], self.y[rows]
+
+    def outputs(self, model: torch.nn.Module) -> torch.Tensor:
+        """The model's outputs for every sample, in order, in eval mode."""
+        from engine.metrics import outputs_of
+
+        return outputs_of(model, self.x)
+
 
 @dataclass
 class TaskData:
     meta: TaskMeta
     splits: dict[str, Split]
+    notes: list[str] = field(default_factory=list)  # what loading did to the data (rows dropped): a run warns
 
     def sizes(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}
@@ -153,7 +172,8 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     raw = spec.load(config)
     if len(raw.x) < 10:
         raise DataError(f"task '{spec.name}' has only {len(raw.x)} samples; at least 10 are needed")
-    train, val, test = _split(spec, raw.y, config)
+    parts = _split(spec, raw.y, config)
+    train, val, test = parts["train"], parts["val"], parts["test"]
     if meta is None:
         meta = _fit_meta(spec, raw, train)
     x_all = meta.scale_inputs(raw.x)
@@ -170,32 +190,27 @@ def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None 
     return TaskData(meta, splits)
 
 
-def _split(spec: TaskSpec, labels: np.ndarray, config, has_test: bool = False) -> tuple[np.ndarray, ...]:
-    """Row indices of train/val(/test): a fixed seed, stratified by class for classification.
+def _split(spec: TaskSpec, labels: np.ndarray, config, held_out: tuple[str, ...] = ("val", "test")) -> dict:
+    """Row indices of "train" and each ``held_out`` split: a fixed seed, stratified by class.
 
-    Without a test split of its own, ``test_fraction`` of the data is held out for testing; the
-    validation split is ``val_fraction`` of all the data either way.
+    ``held_out`` names the splits the data does not bring itself; each is ``val_fraction`` or
+    ``test_fraction`` of all these rows.
     """
     classify = spec.kind != "regression"
     least = len(np.unique(labels)) if classify else 2  # every class in every split; R² needs 2 samples
-    shares = (("val_fraction", config.val_fraction),) + (() if has_test else (("test_fraction", config.test_fraction),))
-    for option, share in shares:
+    shares = {name: getattr(config, f"{name}_fraction") for name in held_out}
+    for name, share in shares.items():
         if round(share * len(labels)) < least:
             raise DataError(
-                f"{option}: {share} of {len(labels)} samples is fewer than the {least} that task '{spec.name}' "
-                f"needs in that split; use a larger fraction"
+                f"{name}_fraction: {share} of {len(labels)} samples is fewer than the {least} that task "
+                f"'{spec.name}' needs in that split; use a larger fraction"
             )
-
-    def cut(rows: np.ndarray, share: float) -> list[np.ndarray]:
-        return train_test_split(rows, test_size=share, random_state=SPLIT_SEED,
-                                stratify=labels[rows] if classify else None)
-
-    index = np.arange(len(labels))
-    if has_test:
-        return tuple(cut(index, config.val_fraction))
-    rest, test = cut(index, config.test_fraction)
-    train, val = cut(rest, config.val_fraction / (1 - config.test_fraction))
-    return train, val, test
+    rows, left, splits = np.arange(len(labels)), 1.0, {}
+    for name, share in sorted(shares.items(), key=lambda item: item[0] != "test"):  # test first, as ever
+        rows, splits[name] = train_test_split(rows, test_size=share / left, random_state=SPLIT_SEED,
+                                              stratify=labels[rows] if classify else None)
+        left -= share
+    return {"train": rows, **splits}
 
 
 def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
@@ -208,20 +223,49 @@ def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskD
 
     parts = load_image_set(spec.image_set, config.data_dir)
     images, labels = parts.train
-    if parts.test is None:
-        train, val, test = _split(spec, labels.numpy(), config)
-        rows = {"train": (images, labels, train), "val": (images, labels, val), "test": (images, labels, test)}
-    else:
-        train, val = _split(spec, labels.numpy(), config, has_test=True)
+    held_out = _split(spec, labels.numpy(), config, held_out=("val",) if parts.test else ("val", "test"))
+    rows = {name: (images, labels, index) for name, index in held_out.items()}
+    if parts.test is not None:
         test_images, test_labels = parts.test
-        rows = {"train": (images, labels, train), "val": (images, labels, val),
-                "test": (test_images, test_labels, np.arange(len(test_labels)))}
+        rows["test"] = (test_images, test_labels, np.arange(len(test_labels)))
     if meta is None:
-        meta = _image_meta(spec, images[torch.as_tensor(train)], parts.class_names)
+        meta = _image_meta(spec, images[torch.as_tensor(held_out["train"])], parts.class_names)
     splits = {}
     for name, (x, y, index) in rows.items():
         index = torch.as_tensor(index)
         splits[name] = Split(meta.scale_images(x[index].to(device)), y[index].to(device))
+    return TaskData(meta, splits)
+
+
+def _load_folder(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
+    """An image folder's splits, decoded per batch through DataLoaders (see engine.folders)."""
+    from engine.folders import DEFAULT_SIZE, FolderDataset, FolderSplit, channel_stats, choose_mode, scan
+
+    listings, classes = scan(config.data_dir, spec.name)
+    kind = spec.kind if spec.kind != "auto" else ("binary" if len(classes) == 2 else "multiclass")
+    if kind == "binary" and len(classes) != 2:
+        raise DataError(f"{spec.name} needs exactly two class folders; {config.data_dir} has {len(classes)}")
+    paths = {name: listing.paths for name, listing in listings.items()}
+    targets = {name: np.asarray(listing.labels) for name, listing in listings.items()}
+    missing = tuple(name for name in ("val", "test") if name not in listings)
+    if missing:  # carve the splits the folder lacks out of train/, with the fixed seed
+        all_paths, all_targets = paths["train"], targets["train"]
+        for name, index in _split(replace(spec, kind=kind), all_targets, config, held_out=missing).items():
+            paths[name], targets[name] = [all_paths[i] for i in index], all_targets[index]
+    if meta is None:
+        mode = choose_mode(paths["train"])
+        size = config.image_size or DEFAULT_SIZE
+        mean, std = channel_stats(paths["train"], mode, size, SPLIT_SEED)
+        meta = TaskMeta(task=spec.name, kind=kind, input_shape=[len(mean), size, size], feature_names=[],
+                        class_names=classes, x_mean=mean, x_scale=std, image_mode=mode)
+    splits = {}
+    for name in ("train", "val", "test"):
+        y = torch.as_tensor(targets[name], dtype=torch.long)
+        if kind == "binary":
+            y = y.float().unsqueeze(1)
+        dataset = FolderDataset(paths[name], meta.image_mode, meta.input_shape[1], meta.x_mean, meta.x_scale,
+                                augment=config.augment and name == "train")
+        splits[name] = FolderSplit(dataset, y.to(device), device, config.seed)
     return TaskData(meta, splits)
 
 
@@ -259,6 +303,13 @@ def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:
         y_mean=y_mean,
         y_scale=y_scale,
     )
+
+
+def _load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
+    """The user's CSV file (see engine.tables, imported here: it builds on this module)."""
+    from engine.tables import load_csv
+
+    return load_csv(spec, config, device, meta)
 
 
 # The image sets bring their own test split; given only one file pair (such as MNIST's t10k
@@ -322,11 +373,31 @@ TASKS: Catalog[TaskSpec] = Catalog(
             image_set="cifar10", inputs="images", prepare=_load_images,
         ),
         TaskSpec(
+            "image-folder", "Your images: --data-dir DIR with one sub-folder per class (train/ val/ test/ optional)",
+            "auto", None,
+            dict(model="cnn", hidden=[128], dropout=0.25, optimizer="adam", lr=1e-3, batch_size=32, epochs=10,
+                 image_size=64),
+            source="your folder", reads_data_dir=True, inputs="images", prepare=_load_folder,
+        ),
+        TaskSpec(
+            "cats-vs-dogs", "Cats vs dogs photos from an image folder, the tutorial's CNN at 180x180 (tutorial preset)",
+            "binary", None,
+            dict(model="convnet", optimizer="rmsprop", lr=1e-4, batch_size=32, epochs=30, image_size=180,
+                 augment=True, monitor="val_loss", patience=5),
+            source="your folder (Kaggle Dogs vs Cats)", reads_data_dir=True, inputs="images", prepare=_load_folder,
+        ),
+        TaskSpec(
             "diabetes", "Diabetes progression: 442 patients, 10 features, regression", "regression",
             _sklearn(datasets.load_diabetes),
             dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adamw",
                  lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=200, patience=30),
             scale_target=True,
+        ),
+        TaskSpec(
+            "csv", "Your own table: --data-dir FILE.csv --target COLUMN", "auto", None,
+            dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adam", lr=1e-3,
+                 batch_size=32, epochs=50, patience=10),
+            source="your CSV file", reads_data_dir=True, prepare=_load_csv,
         ),
     ],
 )

@@ -314,7 +314,7 @@ class PredictDialog(RunDialog):
             inference = _inference()
             if saved.meta.image_mode is not None:
                 return inference.predict_images(saved, [text.strip()], top_k=5)[0]
-            return inference.predict(saved, inference.parse_rows([text]), top_k=5)[0]
+            return inference.predict(saved, inference.parse_rows([text], saved.meta), top_k=5)[0]
 
         self.job(work, self._show, "predict")
 

@@ -37,7 +37,7 @@ STEPS = ("task", "model", "training", "review")
 
 # The options each step edits, in screen order: a choice comes before the options it uses.
 FIELDS = {
-    "task": ("data_dir",),
+    "task": ("data_dir", "target", "target_kind", "missing"),
     "model": ("model", "hidden", "activation", "dropout", "batch_norm"),
     "training": (
         "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
@@ -56,10 +56,18 @@ _task_data: dict[tuple, TaskData] = {}
 def task_data(config: RunConfig) -> TaskData:
     """The task's splits on the CPU, loaded once per data source: they give the sizes the task
     step shows and the input and output sizes a parameter count needs."""
-    key = (config.task, config.data_dir, config.val_fraction, config.test_fraction)
+    key = (config.task, *(getattr(config, option) for option in FIELDS["task"]), config.val_fraction,
+           config.test_fraction)
     if key not in _task_data:
         _task_data[key] = load_task(config)
     return _task_data[key]
+
+
+def task_fields(spec) -> list[str]:
+    """The task step's options that ``spec`` uses: its data folder or file and, for a user's own
+    table (a table task of kind auto: csv), the target column and how to read it."""
+    own_table = spec.kind == "auto" and spec.inputs == "table"
+    return [option for option in FIELDS["task"] if (spec.reads_data_dir if option == "data_dir" else own_table)]
 
 
 def describe_data(data: TaskData) -> str:
@@ -326,15 +334,17 @@ class WizardScreen(Screen):
         """
         spec = catalog("task")[self.query_one("#tasks", OptionList).highlighted_option.id]
         base = self.config if spec.name == self.config.task else RunConfig.for_task(spec.name, out=self.config.out)
-        row = self._row("data_dir")
-        row.display = spec.reads_data_dir
-        config, errors = checked(base, {"data_dir": row.value or None} if spec.reads_data_dir else {})
+        shown = task_fields(spec)
+        for option in FIELDS["task"]:
+            self._row(option).display = option in shown
+        config, errors = checked(base, {option: self._row(option).value or None for option in shown})
         info = Text.assemble((spec.name, "bold"), f" · {spec.kind} · data from {spec.source}")
         if config is not None:
             try:
                 data = task_data(config)
             except DataError as exc:
-                errors["data_dir" if spec.reads_data_dir else ""] = str(exc)
+                option = str(exc).split(":", 1)[0]  # the csv task's messages start with the option at fault
+                errors[option if option in shown else "data_dir" if spec.reads_data_dir else ""] = str(exc)
                 config = None
             else:
                 info.append("\n" + describe_data(data))
@@ -392,12 +402,12 @@ class WizardScreen(Screen):
 
     @on(OptionList.OptionHighlighted, "#tasks")
     def _task_highlighted(self, event: OptionList.OptionHighlighted) -> None:
-        """Show the task's details and, for one that reads a data folder, the folder it would use."""
+        """Show the task's details and the data options it would use (its folder or file, target)."""
         spec = catalog("task")[event.option.id]
-        if spec.reads_data_dir:
-            base = self.config if spec.name == self.config.task else RunConfig.for_task(spec.name)
-            with self.prevent(Input.Changed):
-                self._row("data_dir").load(base.data_dir)
+        base = self.config if spec.name == self.config.task else RunConfig.for_task(spec.name)
+        with self.prevent(Input.Changed):
+            for option in task_fields(spec):
+                self._row(option).load(getattr(base, option))
         self._task_choice()
 
     def _load(self) -> None:

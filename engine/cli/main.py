@@ -102,7 +102,13 @@ def _opt(name: str, *flags: str, **kwargs) -> typer.models.OptionInfo:
 def train(
     task: Optional[str] = _opt("task", "--task", "-t"),
     data_dir: Optional[str] = _opt("data_dir", "--data-dir"),
+    target: Optional[str] = _opt("target", "--target"),
+    target_kind: Optional[str] = _opt("target_kind", "--target-kind"),
+    missing: Optional[str] = _opt("missing", "--missing"),
+    image_size: Optional[int] = _opt("image_size", "--image-size"),
+    augment: Optional[bool] = _opt("augment", "--augment/--no-augment"),
     model: Optional[str] = _opt("model", "--model", "-m"),
+    weights: Optional[str] = _opt("weights", "--weights"),
     hidden: Optional[str] = _opt("hidden", "--hidden"),
     activation: Optional[str] = _opt("activation", "--activation"),
     dropout: Optional[float] = _opt("dropout", "--dropout"),
@@ -276,7 +282,7 @@ def predict(
     if images:
         predictions = predict_images(saved, images, top_k)
     else:
-        rows = parse_rows(inputs) if inputs else read_csv(csv_file, saved.meta.feature_names)
+        rows = parse_rows(inputs, saved.meta) if inputs else read_csv(csv_file, saved.meta)
         predictions = run_prediction(saved, rows, top_k)
     _json(predictions) if json_out else show.predictions(predictions, saved.meta)
 

@@ -134,9 +134,9 @@ def predictions(items: list[dict[str, Any]], meta) -> None:
     console.print(table)
 
 
-def _row_text(given: list[float] | str) -> str:
-    """An input as shown: the feature values, or an image's path."""
+def _row_text(given: list[float | str] | str) -> str:
+    """An input as shown: the feature values (text cells of a csv task as given), or an image's path."""
     if isinstance(given, str):
         return given
-    text = ", ".join(f"{v:g}" for v in given)
+    text = ", ".join(v if isinstance(v, str) else f"{v:g}" for v in given)
     return text if len(text) <= 40 else text[:37] + "..."
