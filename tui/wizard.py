@@ -9,7 +9,6 @@ list or flips a switch.
 
 from __future__ import annotations
 
-import math
 from itertools import zip_longest
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ STEPS = ("task", "model", "training", "review")
 
 # The options each step edits, in screen order: a choice comes before the options it uses.
 FIELDS = {
-    "task": ("data_dir", "target", "target_kind", "missing"),
+    "task": ("data_dir", "target", "target_kind", "missing", "image_size", "augment"),
     "model": ("model", "hidden", "activation", "dropout", "batch_norm"),
     "training": (
         "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
@@ -64,10 +63,16 @@ def task_data(config: RunConfig) -> TaskData:
 
 
 def task_fields(spec) -> list[str]:
-    """The task step's options that ``spec`` uses: its data folder or file and, for a user's own
-    table (a table task of kind auto: csv), the target column and how to read it."""
-    own_table = spec.kind == "auto" and spec.inputs == "table"
-    return [option for option in FIELDS["task"] if (spec.reads_data_dir if option == "data_dir" else own_table)]
+    """The task step's options that ``spec`` uses: its data folder or file; for a user's own
+    table (a table task of kind auto: csv), the target column and how to read it; for an image
+    folder, the image size and augmentation."""
+    uses = {
+        "data_dir": spec.reads_data_dir,
+        "target": spec.kind == "auto" and spec.inputs == "table",
+        "image_size": spec.inputs == "images" and spec.image_set is None,
+    }
+    uses.update(target_kind=uses["target"], missing=uses["target"], augment=uses["image_size"])
+    return [option for option in FIELDS["task"] if uses[option]]
 
 
 def describe_data(data: TaskData) -> str:
@@ -337,7 +342,8 @@ class WizardScreen(Screen):
         shown = task_fields(spec)
         for option in FIELDS["task"]:
             self._row(option).display = option in shown
-        config, errors = checked(base, {option: self._row(option).value or None for option in shown})
+        typed = {option: self._row(option).value for option in shown}
+        config, errors = checked(base, {option: None if value == "" else value for option, value in typed.items()})
         info = Text.assemble((spec.name, "bold"), f" · {spec.kind} · data from {spec.source}")
         if config is not None:
             try:
@@ -386,8 +392,8 @@ class WizardScreen(Screen):
         text = "parameters: fix the marked value to count them"
         if not self.errors["model"]:
             meta = task_data(self.config).meta
-            text = (f"{parameter_count(self.config):,} parameters "
-                    f"({math.prod(meta.input_shape)} inputs → {meta.outputs} outputs)")
+            shape = "×".join(map(str, meta.input_shape)) if len(meta.input_shape) > 1 else meta.input_shape[0]
+            text = f"{parameter_count(self.config):,} parameters ({shape} inputs → {meta.outputs} outputs)"
         self.query_one("#parameters", Static).update(text)
 
     @on(Input.Changed)
