@@ -231,21 +231,13 @@ def run_seeds(config: RunConfig, data, train_set: torch.utils.data.Dataset, val_
     optimizer, scheduler = make_optimizer(config, model)
     train_loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True)
     val_loader = torch.utils.data.DataLoader(val_set, batch_size=1000, shuffle=False)
-    train_seconds = loading = 0.0
+    train_seconds, waiting = 0.0, Waiting()
     start = time.perf_counter()
     for _ in range(config.epochs):
         epoch_start = time.perf_counter()
         model.train()
         losses = []
-        iterator = iter(train_loader)
-        while True:
-            fetch = time.perf_counter()
-            try:
-                inputs, targets = next(iterator)
-            except StopIteration:
-                loading += time.perf_counter() - fetch
-                break
-            loading += time.perf_counter() - fetch
+        for inputs, targets in waiting.on(train_loader):
             inputs, targets = inputs.to(device), targets.to(device)
             optimizer.zero_grad()
             loss = loss_fn(model(inputs), targets)
@@ -265,8 +257,27 @@ def run_seeds(config: RunConfig, data, train_set: torch.utils.data.Dataset, val_
         if scheduler is not None:
             scheduler.step()
     wall = time.perf_counter() - start
-    return dict(samples=len(train_set) * config.epochs, wall=wall, train=train_seconds, loading=loading,
+    return dict(samples=len(train_set) * config.epochs, wall=wall, train=train_seconds, loading=waiting.seconds,
                 train_loss=train_loss, accuracy=correct / len(val_set))
+
+
+class Waiting:
+    """Iterates loaders and adds up the time spent waiting for their batches (data loading)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def on(self, loader):
+        iterator = iter(loader)
+        while True:
+            fetch = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                self.seconds += time.perf_counter() - fetch
+            yield batch
 
 
 # --- data -----------------------------------------------------------------------------------------
@@ -325,25 +336,17 @@ def run_seed_folder(config: RunConfig, run_data, folder: Path) -> dict:
     loss_fn = nn.BCEWithLogitsLoss()
     optimizer, _ = make_optimizer(config, model)
     loader = torch.utils.data.DataLoader(train_set, batch_size=config.batch_size, shuffle=True)
-    loading = 0.0
+    waiting = Waiting()
     start = time.perf_counter()
     for _ in range(config.epochs):
         model.train()
-        iterator = iter(loader)
-        while True:
-            fetch = time.perf_counter()
-            try:
-                inputs, targets = next(iterator)
-            except StopIteration:
-                loading += time.perf_counter() - fetch
-                break
-            loading += time.perf_counter() - fetch
+        for inputs, targets in waiting.on(loader):
             optimizer.zero_grad()
             loss = loss_fn(model(inputs), targets)
             loss.backward()
             optimizer.step()
     train = time.perf_counter() - start
-    return dict(samples=len(train_set) * config.epochs, train=train, loading=loading)
+    return dict(samples=len(train_set) * config.epochs, train=train, loading=waiting.seconds)
 
 
 # --- GEMM throughput ------------------------------------------------------------------------------
