@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
 from engine.errors import DataError
+from engine.metrics import outputs_of
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 DEFAULT_SIZE = 64
@@ -176,14 +177,9 @@ class FolderSplit:
         for indices, images in zip(self.sampler.batches, self.loader):
             yield images.to(self.device, non_blocking=True), self.y[torch.as_tensor(indices, device=self.y.device)]
 
-    @torch.no_grad()
     def outputs(self, model: torch.nn.Module, batch_size: int = 256) -> torch.Tensor:
         """The model's outputs for every image of the split, in order, in eval mode."""
-        order = torch.arange(len(self))
         count = -(-len(self) // batch_size)
-        was_training = model.training
-        model.eval()
-        outputs = torch.cat([model(images) for images, _ in self.batches(order, batch_size, 0, count)])
-        model.train(was_training)
-        return outputs
+        batches = self.batches(torch.arange(len(self)), batch_size, 0, count)
+        return outputs_of(model, (images for images, _ in batches))
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import numpy as np
 import torch
 from sklearn import metrics as skm
@@ -42,13 +44,16 @@ EVAL_CHUNK = 1024  # samples per forward pass: bounded memory for CNNs on whole 
 
 
 @torch.no_grad()
-def outputs_of(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The model's outputs for every sample of ``x`` in eval mode, computed in chunks."""
+def outputs_of(model: torch.nn.Module, x: torch.Tensor | Iterable[torch.Tensor]) -> torch.Tensor:
+    """The model's outputs in eval mode for every sample of ``x``: a tensor (cut into chunks here)
+    or an iterable of input batches (a DataLoader's)."""
+    chunks = (x[i:i + EVAL_CHUNK] for i in range(0, len(x), EVAL_CHUNK)) if torch.is_tensor(x) else x
     was_training = model.training
     model.eval()
-    outputs = torch.cat([model(x[i:i + EVAL_CHUNK]) for i in range(0, len(x), EVAL_CHUNK)])
-    model.train(was_training)
-    return outputs
+    try:
+        return torch.cat([model(chunk) for chunk in chunks])
+    finally:
+        model.train(was_training)
 
 
 def compute(kind: str, outputs: torch.Tensor, targets: torch.Tensor, meta) -> dict[str, float]:

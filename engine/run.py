@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import shlex
 import socket
 import threading
 import time
@@ -275,7 +274,7 @@ class Run:
         path = self._save(rundir.LAST, epoch)
         self._emit(RunStopped(
             run_dir=str(self.run_dir), reason=control.stop_reason, epoch=epoch + 1, batch=index,
-            checkpoint=str(path), resume_command=f"torchdeck train --resume {shlex.quote(str(self.run_dir))}",
+            checkpoint=str(path), resume_command=rundir.resume_command(self.run_dir),
         ))
         return True
 

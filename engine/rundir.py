@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import os
+import shlex
 import socket
 import time
 from pathlib import Path
@@ -50,6 +51,11 @@ def create(out: str | Path, base_name: str) -> Path:
             raise CheckpointError(f"cannot create the run directory {path}: {exc.strerror}") from None
         return path
     raise CheckpointError(f"too many runs named {base_name} in {out}")
+
+
+def resume_command(run_dir: str | Path) -> str:
+    """The command that continues the run in ``run_dir``, quoted for a shell."""
+    return f"torchdeck train --resume {shlex.quote(str(run_dir))}"
 
 
 def default_name(task: str, model: str) -> str:

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 
 from engine.catalog import Catalog
 from engine.errors import DataError
+from engine.metrics import outputs_of
 
 # The split never depends on the run's seed: runs with different seeds are judged on the same
 # validation and test samples.
@@ -126,8 +127,6 @@ class Split:
 
     def outputs(self, model: torch.nn.Module) -> torch.Tensor:
         """The model's outputs for every sample, in order, in eval mode."""
-        from engine.metrics import outputs_of
-
         return outputs_of(model, self.x)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import signal
 import sys
 import time
@@ -23,6 +22,7 @@ import typer
 
 from engine.config import option_help, option_names
 from engine.errors import TorchdeckError
+from engine.rundir import resume_command
 
 from typer import Abort
 
@@ -194,8 +194,8 @@ class _stop_on_signals:
             if time.monotonic() - self.first_at < self.REPEAT_AFTER:
                 return
             # Checkpoints are written atomically, so quitting now loses nothing already saved.
-            print(f"torchdeck: quitting without waiting; resume with: torchdeck train --resume "
-                  f"{shlex.quote(str(self.run.run_dir))}", file=sys.stderr)
+            print(f"torchdeck: quitting without waiting; resume with: {resume_command(self.run.run_dir)}",
+                  file=sys.stderr)
             os._exit(128 + signum)
         self.received.append(signum)
         self.first_at = time.monotonic()
