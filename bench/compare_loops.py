@@ -9,7 +9,9 @@ repeats) and the ratios between the loops:
    the last); the time spent in ``engine.checkpoint.save`` inside that window is measured by a
    wrapper and shown apart, as is the sum of the epoch events' ``seconds`` (batches only).
 2. ``hand``: a plain PyTorch loop over the engine's own split tensors, batched by index, with the
-   same model (``engine.models.build_model``), optimizer, scheduler, epochs and epoch-end validation.
+   same model (``engine.models.build_model``), optimizer, scheduler, epochs and epoch-end validation;
+   once with the engine's optimizer (fused Adam: the like-for-like comparison the goal uses) and
+   once with ``torch.optim.Adam``'s defaults, as a tutorial writes it.
 3. ``seeds``: the seeds' loop: a Dataset that turns each uint8 image into a PIL image and applies
    ``ToTensor()`` + ``Normalize((0.5,), (0.5,))`` per sample, through ``DataLoader(batch_size=64,
    shuffle=True)`` (MNIST only).
@@ -17,10 +19,13 @@ repeats) and the ratios between the loops:
 Workloads: the seed MNIST MLP on the real MNIST files (``--data-dir``, default
 ../shared/data/mnist-t10k beside the repository; generated data of the same shape when absent),
 the seed Iris preset (engine and hand only), and optionally the tutorial ConvNet on a generated
-image folder. Also: ``torchdeck --help`` wall time, the time from ``torchdeck train`` to its first
-batch event, and this machine's GEMM throughput for the MNIST MLP step's shapes.
+image folder. Also: the engine with ``--amp`` and ``--compile`` on the MNIST MLP (first epoch, the
+warm-up, excluded), ``torchdeck --help`` wall time, the time from ``torchdeck train`` to its first
+batch event, the TUI dashboard against headless for the same run (bench/tui_vs_headless.py), and
+this machine's GEMM throughput for the MNIST MLP step's shapes.
 
     python bench/compare_loops.py [--repeats 3] [--mnist-epochs 5] [--data-dir DIR] [--no-convnet]
+                                  [--no-speed-options] [--no-tui]
 """
 
 from __future__ import annotations
@@ -50,8 +55,12 @@ from engine.cli.report import PlainReporter
 from engine.config import RunConfig
 from engine.events import EpochEnded, RunFailed, RunFinished, RunStarted
 from engine.models import build_model
+from engine.optim import OPTIMIZERS
 from engine.run import Run
 from engine.tasks import load_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tui_vs_headless import headless, on_dashboard  # noqa: E402  (a sibling script)
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
@@ -118,7 +127,7 @@ def run_engine(config: RunConfig, time_loading: bool = False) -> dict:
     run.start()
     reporter = PlainReporter(out=io.StringIO(), err=io.StringIO())
     started = last_epoch = finished = None
-    epoch_seconds, samples = 0.0, 0
+    epoch_seconds, samples, epochs = 0.0, 0, []
     for event in run.events:
         reporter(event)
         if isinstance(event, RunStarted):
@@ -127,6 +136,7 @@ def run_engine(config: RunConfig, time_loading: bool = False) -> dict:
             last_epoch = event.time
             epoch_seconds += event.seconds
             samples += event.samples
+            epochs.append(event)
         elif isinstance(event, RunFinished):
             finished = event.time
         elif isinstance(event, RunFailed):
@@ -137,14 +147,19 @@ def run_engine(config: RunConfig, time_loading: bool = False) -> dict:
         samples=samples, wall=window, train=epoch_seconds, to_finish=finished - started,
         saves=spent("save", started, last_epoch), fsync=spent("fsync", started, last_epoch),
         saves_all=spent("save", started, finished), save_count=len(SPANS["save"]), loading=loading[0],
+        first_epoch=epochs[0].seconds, warm_seconds=sum(e.seconds for e in epochs[1:]),
+        warm_samples=sum(e.samples for e in epochs[1:]),
     )
 
 
 # --- loop 2: hand-written -------------------------------------------------------------------------
 
-def make_optimizer(config: RunConfig, model: nn.Module):
+def make_optimizer(config: RunConfig, model: nn.Module, engines: bool = False):
+    """The config's optimizer as a tutorial writes it, or (``engines``) built as the engine builds it."""
     assert config.optimizer in ("adam", "rmsprop"), config.optimizer
-    if config.optimizer == "adam":
+    if engines:
+        optimizer = OPTIMIZERS[config.optimizer].build(model.parameters(), config)
+    elif config.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     else:
         optimizer = torch.optim.RMSprop(model.parameters(), lr=config.lr, momentum=config.momentum,
@@ -157,12 +172,12 @@ def make_optimizer(config: RunConfig, model: nn.Module):
     return optimizer, scheduler
 
 
-def run_hand(config: RunConfig, data) -> dict:
+def run_hand(config: RunConfig, data, engines_optimizer: bool = True) -> dict:
     device = data.splits["train"].x.device
     torch.manual_seed(config.seed)
     model = build_model(config, data.meta).to(device)
     loss_fn = nn.CrossEntropyLoss()
-    optimizer, scheduler = make_optimizer(config, model)
+    optimizer, scheduler = make_optimizer(config, model, engines_optimizer)
     shuffle = torch.Generator().manual_seed(config.seed)
     x, y = data.splits["train"].x, data.splits["train"].y
     vx, vy = data.splits["val"].x, data.splits["val"].y
@@ -426,6 +441,37 @@ def first_batch_time(args: list[str], out: str) -> tuple[float, float, float]:
 
 # --- report ---------------------------------------------------------------------------------------
 
+def alternate(loops: dict, repeats: int) -> dict[str, list[dict]]:
+    """Each loop ``repeats`` times, the order rotated every round so no loop always goes first."""
+    results = {name: [] for name in loops}
+    names = list(loops)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            results[name].append(loops[name]())
+    return results
+
+
+def print_saves(engine_runs: list[dict]) -> None:
+    run = engine_runs[0]
+    print(f"  engine checkpoint writes: {run['save_count']} per run (save_every "
+          f"{RunConfig().save_every:g}s), {median([r['saves'] for r in engine_runs]) * 1000:.1f} ms inside the "
+          f"window, {median([r['saves_all'] for r in engine_runs]) * 1000:.1f} ms in all; run_started -> "
+          f"run_finished {median([r['to_finish'] for r in engine_runs]):.2f}s")
+
+
+def speed_options(config: RunConfig) -> None:
+    """The engine with --amp and --compile, the first epoch (warm-up, compilation) left out."""
+    print(f"  opt-in speed options (epochs 2-{config.epochs}: the first epoch, the warm-up, excluded; one run each)")
+    rates = {}
+    for label, options in (("plain", {}), ("--amp (bf16 autocast)", {"amp": True}),
+                           ("--compile", {"compile": True}), ("--amp --compile", {"amp": True, "compile": True})):
+        result = run_engine(config.replace(**options))
+        rates[label] = result["warm_samples"] / result["warm_seconds"]
+        print(f"    {label:30} {rates[label]:12,.0f} samples/s  ({rates[label] / rates['plain']:.2f}x plain; "
+              f"first epoch {result['first_epoch']:.1f}s)")
+
+
 def rate(result: dict, key: str = "wall") -> float:
     return result["samples"] / result[key]
 
@@ -445,6 +491,10 @@ def main() -> None:
     parser.add_argument("--iris-epochs", type=int, default=100, help="the preset's 100 by default")
     parser.add_argument("--convnet", action=argparse.BooleanOptionalAction, default=True,
                         help="also the ConvNet on a generated image folder")
+    parser.add_argument("--speed-options", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the engine with --amp and --compile on the MNIST MLP")
+    parser.add_argument("--tui", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the TUI dashboard against headless (digits, 150 epochs)")
     args = parser.parse_args()
     began = time.perf_counter()
     print(f"torch {torch.__version__} · {torch.get_num_threads()} intra-op threads · "
@@ -472,38 +522,33 @@ def main() -> None:
               f"{mnist.epochs} epochs (preset {RunConfig.for_task('mnist').epochs}), {source}; "
               f"train/val/test {'/'.join(str(v) for v in data.sizes().values())}; {args.repeats} repeats, "
               f"order rotated each repeat")
-        loops = {"engine": lambda: run_engine(mnist), "hand": lambda: run_hand(mnist, data),
-                 "seeds": lambda: run_seeds(mnist, data, train_set, val_set)}
-        results = {name: [] for name in loops}
-        names = list(loops)
-        for repeat in range(args.repeats):
-            for name in names[repeat % 3:] + names[:repeat % 3]:
-                results[name].append(loops[name]())
+        results = alternate({
+            "engine": lambda: run_engine(mnist),
+            "hand": lambda: run_hand(mnist, data),
+            "hand-default": lambda: run_hand(mnist, data, engines_optimizer=False),
+            "seeds": lambda: run_seeds(mnist, data, train_set, val_set),
+        }, args.repeats)
         engine_r, hand_r, seeds_r = results["engine"], results["hand"], results["seeds"]
         print(" samples/s over wall time (engine: run_started -> last epoch event; others: their whole loop "
               "incl. validation)")
         e_wall = line("engine (wall, incl. checkpoints)", engine_r)
-        e_nockpt = median([r["samples"] / (r["wall"] - r["saves"]) for r in engine_r])
-        print(f"  {'engine (wall minus checkpoint saves)':34} {e_nockpt:12,.0f} samples/s")
-        h_wall = line("hand-written loop", hand_r)
+        h_wall = line("hand-written, engine's optimizer", hand_r)
+        d_wall = line("hand-written, torch.optim defaults", results["hand-default"])
         s_wall = line("seeds' DataLoader loop", seeds_r)
         print(" samples/s over the batches only (engine: sum of epoch events' seconds)")
         e_train = line("engine (batches only)", engine_r, "train")
-        h_train = line("hand-written loop (batches only)", hand_r, "train")
+        h_train = line("hand, engine's optimizer (batches)", hand_r, "train")
         s_train = line("seeds' loop (batches only)", seeds_r, "train")
-        saves = median([r["saves"] for r in engine_r])
-        fsync = median([r["fsync"] for r in engine_r])
-        print(f"  engine checkpoint saves inside the window: {saves * 1000:.1f} ms (of which fsync {fsync * 1000:.1f} ms), "
-              f"{median([r['wall'] for r in engine_r]):.2f}s window; {engine_r[0]['save_count']} saves per run "
-              f"({median([r['saves_all'] for r in engine_r]) * 1000:.1f} ms in all); run_started -> run_finished "
-              f"{median([r['to_finish'] for r in engine_r]):.2f}s")
+        print_saves(engine_r)
         print(f"  seeds' loop: {median([r['loading'] for r in seeds_r]):.2f}s of {median([r['train'] for r in seeds_r]):.2f}s "
               f"training time waiting for the DataLoader (PIL + ToTensor + Normalize per sample)")
         print(f"  final val accuracy: hand {hand_r[-1]['accuracy']:.4f}  seeds {seeds_r[-1]['accuracy']:.4f}")
         print(f"  RATIO engine/hand (wall, the ratio the goal uses) {e_wall / h_wall:.3f}   "
-              f"(wall minus saves {e_nockpt / h_wall:.3f}, batches only {e_train / h_train:.3f})")
+              f"(batches only {e_train / h_train:.3f}; against torch.optim defaults {e_wall / d_wall:.3f})")
         print(f"  RATIO engine/seeds (wall) {e_wall / s_wall:.2f}x   (batches only {e_train / s_train:.2f}x)")
         mnist_rates = dict(e_wall=e_wall, h_wall=h_wall, s_wall=s_wall, e_train=e_train)
+        if args.speed_options:
+            speed_options(mnist)
 
         # --- Iris ---
         iris = RunConfig.for_task("iris", epochs=args.iris_epochs, out=str(tmp / "runs"))
@@ -511,28 +556,25 @@ def main() -> None:
         print(f"\nIris preset: mlp {iris.hidden} dropout {iris.dropout}, batch {iris.batch_size}, {iris.optimizer} "
               f"lr {iris.lr:g}, step scheduler, {iris.epochs} epochs; train/val/test "
               f"{'/'.join(str(v) for v in iris_data.sizes().values())}")
-        results = {"engine": [], "hand": []}
-        for repeat in range(args.repeats):
-            order = ["engine", "hand"] if repeat % 2 == 0 else ["hand", "engine"]
-            for name in order:
-                results[name].append(run_engine(iris) if name == "engine" else run_hand(iris, iris_data))
+        results = alternate({
+            "engine": lambda: run_engine(iris),
+            "hand": lambda: run_hand(iris, iris_data),
+            "hand-default": lambda: run_hand(iris, iris_data, engines_optimizer=False),
+        }, args.repeats)
         engine_r, hand_r = results["engine"], results["hand"]
         e_wall = line("engine (wall, incl. checkpoints)", engine_r)
-        e_nockpt = median([r["samples"] / (r["wall"] - r["saves"]) for r in engine_r])
-        print(f"  {'engine (wall minus checkpoint saves)':34} {e_nockpt:12,.0f} samples/s")
-        h_wall = line("hand-written loop", hand_r)
+        h_wall = line("hand-written, engine's optimizer", hand_r)
+        d_wall = line("hand-written, torch.optim defaults", results["hand-default"])
         e_train = line("engine (batches only)", engine_r, "train")
-        h_train = line("hand-written loop (batches only)", hand_r, "train")
+        h_train = line("hand, engine's optimizer (batches)", hand_r, "train")
         window = median([r["wall"] for r in engine_r])
-        saves = median([r["saves"] for r in engine_r])
-        fsync = median([r["fsync"] for r in engine_r])
-        print(f"  engine window {window:.3f}s: checkpoint saves {saves:.3f}s (fsync {fsync:.3f}s, "
-              f"{engine_r[0]['save_count']} saves per run), batches {median([r['train'] for r in engine_r]):.3f}s, "
-              f"rest (validation, metrics, events) "
-              f"{median([r['wall'] - r['saves'] - r['train'] for r in engine_r]):.3f}s; "
-              f"hand-written: batches {median([r['train'] for r in hand_r]):.3f}s of {median([r['wall'] for r in hand_r]):.3f}s")
-        print(f"  RATIO engine/hand (wall) {e_wall / h_wall:.3f}   (wall minus saves {e_nockpt / h_wall:.3f}, "
-              f"batches only {e_train / h_train:.3f})")
+        print(f"  engine window {window:.3f}s: batches {median([r['train'] for r in engine_r]):.3f}s, checkpoint "
+              f"writes {median([r['saves'] for r in engine_r]):.3f}s, rest (validation, metrics, snapshots, events) "
+              f"{median([r['wall'] - r['saves'] - r['train'] for r in engine_r]):.3f}s; hand-written: batches "
+              f"{median([r['train'] for r in hand_r]):.3f}s of {median([r['wall'] for r in hand_r]):.3f}s")
+        print_saves(engine_r)
+        print(f"  RATIO engine/hand (wall) {e_wall / h_wall:.3f}   (batches only {e_train / h_train:.3f}; "
+              f"against torch.optim defaults {e_wall / d_wall:.3f})")
         iris_rates = dict(e_wall=e_wall, h_wall=h_wall)
 
         # --- GEMM bound ---
@@ -594,6 +636,20 @@ def main() -> None:
                   f"to first batch event {median([r[1] for r in runs]):.2f}s, to exit {median([r[2] for r in runs]):.2f}s "
                   f"(median of 3; first batch runs {', '.join(f'{r[1]:.2f}' for r in runs)})")
 
+        # --- TUI against headless ---
+        tui_ratio = None
+        if args.tui:
+            config = RunConfig.for_task("digits", epochs=150, out=str(tmp / "tui"))
+            times = alternate({"headless": lambda: headless(config),
+                               "tui": lambda: on_dashboard(config, (120, 36))}, args.repeats)
+            tui_ratio = median(times["tui"]) / median(times["headless"])
+            print(f"\nTUI dashboard (Textual headless driver, 120x36) against headless, digits 150 epochs "
+                  f"(~70 epochs/s: the most events per second of the presets)")
+            for name, values in times.items():
+                print(f"  {name:9} run_started -> run_finished median {median(values):.2f}s   "
+                      f"runs {', '.join(f'{v:.2f}' for v in values)}")
+            print(f"  RATIO tui/headless {tui_ratio:.3f}")
+
     print("\nGOALS")
     checks = [
         ("engine >= 0.95x hand-written loop, MNIST MLP (wall)", mnist_rates["e_wall"] / mnist_rates["h_wall"], 0.95),
@@ -603,6 +659,8 @@ def main() -> None:
     for text, value, goal in checks:
         print(f"  {'PASS' if value >= goal else 'FAIL'}  {text}: {value:.3f}")
     print(f"  {'PASS' if median(helps) < 0.5 else 'FAIL'}  torchdeck --help < 0.5s: {median(helps):.3f}s")
+    if tui_ratio is not None:
+        print(f"  {'PASS' if tui_ratio <= 1.10 else 'FAIL'}  TUI run <= 1.10x the headless run: {tui_ratio:.3f}")
     print(f"\n(whole benchmark {time.perf_counter() - began:.0f}s)")
 
 

@@ -132,6 +132,12 @@ class RunConfig:
     seed: int = _option(0, "random seed; the same seed gives the same run on CPU", _at_least(0), "run")
     out: str = _option("checkpoints", "folder that receives the run directory", group="run")
     name: str | None = _option(None, "run directory name (default: task-model-time)", group="run")
+    save_every: float = _option(
+        30.0, "seconds between checkpoint writes (0 = every epoch); stops, failures and the end always write",
+        _at_least(0), "run")
+    amp: bool = _option(False, "bfloat16 autocast: mixed precision for GPUs and large models", group="run")
+    compile: bool = _option(False, "torch.compile the model: faster steps on GPUs after a slow first batch",
+                            group="run")
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -10,6 +10,13 @@ Reproducibility: the global RNG is seeded before the model is built, batches are
 generator of their own, and a checkpoint stores every RNG state, the shuffle state at the start
 of the current epoch and the position inside it. A run stopped at any batch and resumed ends
 with the same weights as one that was never interrupted (on the CPU).
+
+Checkpoints: every epoch end takes a snapshot (a CPU copy of the weights, optimizer and RNG
+states); ``last.pt`` and, when the epoch improved, ``best.pt`` are written from the snapshots once
+``save_every`` seconds have passed since the last write (also between batches of a long epoch),
+and always when the run stops, fails or ends. Writing 175 files for a one-second Iris run cost
+as much as its training; a kill -9 now loses at most ``save_every`` seconds of work, and a
+diverged run still leaves the last good snapshot on disk.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import socket
 import threading
 import time
 import traceback
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,12 +46,12 @@ from engine.events import (
 )
 from engine.losses import build_loss
 from engine.metrics import HIGHER_IS_BETTER, compute, default_monitor, metric_names
-from engine.models import build_model, count_parameters
+from engine.models import MODELS, build_model, count_parameters
 from engine.optim import OPTIMIZERS, SCHEDULERS
 from engine.tasks import TaskData, TaskMeta, load_task
 
 BATCH_EVENT_INTERVAL = 0.1  # seconds between batch events (the last batch of an epoch always reports)
-RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta")
+RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta", "save_every", "amp", "compile")
 
 
 class Diverged(Exception):
@@ -82,6 +90,11 @@ class Run:
         config.check_kind(self.kind)  # a task of kind auto (csv) has its kind only now that its data is read
         # A resumed run's weights come from its checkpoint: the weights file may be long gone.
         self.model = build_model(config.replace(weights=None) if state else config, self.data.meta).to(self.device)
+        # Convolutions on CUDA run fastest on NHWC tensors; the state dict is the same either way.
+        self.channels_last = self.device.type == "cuda" and MODELS[config.model].images_only
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if config.compile else self.model  # saved: self.model's weights
         self.loss_fn = build_loss(config, self.kind)
         self.optimizer = OPTIMIZERS[config.optimizer].build(self.model.parameters(), config)
         self.scheduler = SCHEDULERS[config.scheduler].build(self.optimizer, config)
@@ -89,6 +102,9 @@ class Run:
         self.state = TrainState()
         self.stop_cause = "completed"
         self.resumed_from = resumed_from
+        self.unsaved: dict[str, dict[str, Any]] = {}  # snapshots waiting to be written, by file name
+        self.best_weights: dict[str, torch.Tensor] | None = None  # of the best epoch, once this process saw it
+        self.saved_at = time.monotonic()
         if state:
             self._restore(state)
         self.events = EventStream()
@@ -142,9 +158,12 @@ class Run:
         return cls(config, state=state, run_dir=run_dir, resumed_from=str(ckpt_path))
 
     def _restore(self, state: dict[str, Any]) -> None:
+        kernels = [{key: group.get(key) for key in ("fused", "foreach")} for group in self.optimizer.param_groups]
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            for group, kernel in zip(self.optimizer.param_groups, kernels):
+                group.update(kernel)  # what suits this device, which may not be the one that saved
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
         except (RuntimeError, KeyError, ValueError) as exc:
@@ -184,14 +203,22 @@ class Run:
             self._emit(self._started())
             for note in self.data.notes:  # warnings: plain output shows those, on stderr
                 self._emit(Message(note, level="warning"))
+            if self.config.compile:
+                self._emit(Message("torch.compile: the first batch (and the first validation) compile the "
+                                   "model, which can take a minute"))
             self._train()
-        except Diverged as exc:
-            self._emit(RunFailed(message=str(exc), run_dir=str(self.run_dir)))
-        except TorchdeckError as exc:
-            self._emit(RunFailed(message=str(exc), run_dir=str(self.run_dir)))
+        except (Diverged, TorchdeckError) as exc:
+            self._fail(str(exc))
         except Exception as exc:  # an engine bug or a runtime error (out of memory, disk full)
-            self._emit(RunFailed(message=f"{type(exc).__name__}: {exc}", run_dir=str(self.run_dir),
-                                 details=traceback.format_exc()))
+            self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+
+    def _fail(self, message: str, details: str = "") -> None:
+        """Write the snapshots still waiting (all taken before the failure), then report it."""
+        try:
+            self._write_unsaved()
+        except Exception as exc:  # the disk is full too: the first failure is the one to report
+            message += f" (and the last snapshot could not be written: {exc})"
+        self._emit(RunFailed(message=message, run_dir=str(self.run_dir), details=details))
 
     def _started(self) -> RunStarted:
         return RunStarted(
@@ -241,7 +268,10 @@ class Run:
                                                 train.batches(order, batch_size, first, batches)):
                 if self._should_stop(epoch, index, losses, first, epoch_start):
                     return
-                loss = self.loss_fn(self.model(inputs), targets)
+                if self.channels_last:
+                    inputs = inputs.contiguous(memory_format=torch.channels_last)
+                with self._autocast():
+                    loss = self.loss_fn(self.forward(inputs), targets)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
@@ -251,6 +281,10 @@ class Run:
                 if now >= next_report or index == batches - 1:
                     next_report = now + BATCH_EVENT_INTERVAL
                     self._report_batch(epoch, index, losses, first, epoch_start, size)
+                if config.save_every and self._save_due() and index + 1 < batches:
+                    self._check_finite(losses, first, index + 1, epoch)
+                    self.unsaved[rundir.LAST] = self._snapshot(self._position(index + 1, losses, first, epoch_start))
+                    self._write_unsaved()
             total = state.partial_loss + float(losses[first:].sum())
             state.batch, state.partial_loss, state.partial_seconds = 0, 0.0, 0.0
             if self._end_epoch(epoch, total / size, time.perf_counter() - epoch_start, size):
@@ -267,16 +301,19 @@ class Run:
         if not control.stop_requested:
             return False
         self._check_finite(losses, first, index, epoch)
-        state = self.state
-        state.batch = index
-        state.partial_loss += float(losses[first:index].sum())
-        state.partial_seconds = time.perf_counter() - epoch_start
-        path = self._save(rundir.LAST, epoch)
+        self.state.__dict__.update(self._position(index, losses, first, epoch_start))
+        self.unsaved[rundir.LAST] = self._snapshot()
+        self._write_unsaved()
         self._emit(RunStopped(
             run_dir=str(self.run_dir), reason=control.stop_reason, epoch=epoch + 1, batch=index,
-            checkpoint=str(path), resume_command=rundir.resume_command(self.run_dir),
+            checkpoint=str(self.run_dir / rundir.LAST), resume_command=rundir.resume_command(self.run_dir),
         ))
         return True
+
+    def _position(self, index, losses, first, epoch_start) -> dict[str, Any]:
+        """The train state's place before batch ``index`` of the current epoch."""
+        return dict(batch=index, partial_loss=self.state.partial_loss + float(losses[first:index].sum()),
+                    partial_seconds=time.perf_counter() - epoch_start)
 
     def _report_batch(self, epoch, index, losses, first, epoch_start, size) -> None:
         self._check_finite(losses, first, index + 1, epoch)
@@ -329,11 +366,13 @@ class Run:
             state.bad_epochs = 0
         else:
             state.bad_epochs += 1
+        snapshot = self.unsaved[rundir.LAST] = self._snapshot()  # before listeners can touch anything
+        if improved:
+            self.unsaved[rundir.BEST], self.best_weights = snapshot, snapshot["model"]
         self._emit(EpochEnded(epoch=state.epoch, epochs=config.epochs, train_loss=train_loss, val_loss=val_loss,
                               metrics=metrics, lr=lr, seconds=seconds, samples=samples, improved=improved))
-        if improved:
-            self._save(rundir.BEST, state.epoch)
-        self._save(rundir.LAST, state.epoch)
+        if self._save_due():
+            self._write_unsaved()
         if config.patience and state.bad_epochs >= config.patience and state.epoch < config.epochs:
             best = state.best
             self._emit(Message(
@@ -358,16 +397,26 @@ class Run:
     def evaluate(self, split: str, model: torch.nn.Module | None = None) -> tuple[float, dict[str, float]]:
         """(mean loss, metrics) of ``model`` (default: the run's) on a split."""
         data = self.data.splits[split]
-        outputs = data.outputs(model or self.model)
+        with self._autocast():
+            outputs = data.outputs(model or self.forward).float()
         loss = float(self.loss_fn(outputs, data.y))
         return loss, compute(self.kind, outputs, data.y, self.data.meta)
 
+    def _autocast(self):
+        """bfloat16 autocast with ``amp`` (no loss scaling needed, unlike float16), else nothing."""
+        if self.config.amp:
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return nullcontext()
+
     def _finish(self) -> None:
         best_model = copy.deepcopy(self.model)  # not a fresh build: that would draw from the RNG
-        best_model.load_state_dict(checkpoint.load(self.run_dir / rundir.BEST, self.device)["model"])
+        # A resumed run may have seen its best epoch in an earlier process: that one is on disk.
+        best = self.best_weights or checkpoint.load(self.run_dir / rundir.BEST, self.device)["model"]
+        best_model.load_state_dict(best)
         test_loss, test_metrics = self.evaluate("test", best_model)
         test = {"loss": test_loss, **test_metrics}
-        self._save(rundir.LAST, self.state.epoch, test=test)
+        self.unsaved[rundir.LAST] = self._snapshot(test=test)
+        self._write_unsaved()
         self._emit(RunFinished(
             run_dir=str(self.run_dir), reason=self.stop_cause,
             epochs_done=self.state.epoch, best=dict(self.state.best), test=test,
@@ -376,19 +425,32 @@ class Run:
 
     # --- checkpoints --------------------------------------------------------------------
 
-    def _save(self, name: str, epoch: int, **extra: Any) -> Path:
-        path = checkpoint.save(self._payload(**extra), self.run_dir / name)
-        self._emit(CheckpointSaved(path=str(path), kind=name.removesuffix(".pt"), epoch=epoch))
-        return path
+    def _save_due(self) -> bool:
+        return time.monotonic() - self.saved_at >= self.config.save_every
 
-    def _payload(self, **extra: Any) -> dict[str, Any]:
+    def _write_unsaved(self) -> None:
+        """Write the waiting snapshots, best.pt before last.pt: a last.pt on disk never names a
+        best epoch newer than best.pt's. A failed write is not retried."""
+        unsaved, self.unsaved = self.unsaved, {}
+        for name in (rundir.BEST, rundir.LAST):
+            if name in unsaved:
+                path = checkpoint.save(unsaved[name], self.run_dir / name)
+                self._emit(CheckpointSaved(path=str(path), kind=name.removesuffix(".pt"), epoch=unsaved[name]["epoch"]))
+        self.saved_at = time.monotonic()
+
+    def _snapshot(self, position: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        """The checkpoint of this moment, every tensor copied to the CPU: training goes on while
+        it waits to be written. ``position``: a place inside the current epoch."""
+        return _copied(self._payload(position or {}, **extra))
+
+    def _payload(self, position: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {
             "magic": checkpoint.MAGIC,
             "format_version": checkpoint.FORMAT_VERSION,
             "config": self.config.to_dict(),
             "epoch": self.state.epoch,
             "global_step": self.state.step,
-            "train_state": self.state.to_dict(),
+            "train_state": {**self.state.to_dict(), **position},
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else {},
@@ -404,6 +466,17 @@ class Run:
             "saved_at": time.time(),
             **extra,
         }
+
+
+def _copied(value: Any) -> Any:
+    """``value`` with every tensor in it (nested in dicts and lists) copied to the CPU."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _copied(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def start(config: RunConfig) -> Run:

@@ -6,6 +6,7 @@ import asyncio
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -179,6 +180,48 @@ def test_stop_in_the_middle_of_an_epoch_and_resume_exactly(out, monkeypatch):
     resumed = Run.resume(run.run_dir).start()
     assert list(resumed.events)[-1].name == "run_finished"
     assert same_weights(weights(straight.run_dir / "last.pt"), weights(run.run_dir / "last.pt"))
+
+
+# --- when checkpoints are written ---------------------------------------------------------
+
+
+def written(events, kind: str = "last") -> list[int]:
+    return [e.epoch for e in events if e.name == "checkpoint" and e.kind == kind]
+
+
+def test_save_every_zero_writes_last_every_epoch_and_best_when_it_improves(out):
+    run, events = train(out, "iris", epochs=4, save_every=0)
+    improved = [e.epoch for e in events if isinstance(e, EpochEnded) and e.improved]
+    assert written(events) == [1, 2, 3, 4, 4]  # the last one adds the test metrics
+    assert written(events, "best") == improved
+
+
+def test_a_short_run_writes_each_checkpoint_once_at_the_end(out):
+    run, events = train(out, "iris", epochs=6, save_every=3600)
+    best = events[-1].best["epoch"]
+    assert written(events) == [6] and written(events, "best") == [best]
+    assert torch.load(run.run_dir / "best.pt", weights_only=True)["epoch"] == best
+    final = torch.load(run.run_dir / "last.pt", weights_only=True)
+    assert final["epoch"] == 6 and final["test"] == events[-1].test
+
+
+def test_a_checkpoint_written_between_batches_resumes_exactly(out, tmp_path):
+    straight, _ = train(out, "digits", epochs=2)
+    run = Run.new(RunConfig.for_task("digits", epochs=2, out=str(out), save_every=1e-9))  # after every batch
+    copy = tmp_path / "copy"
+
+    def keep_mid_epoch_copy(event):  # what a kill -9 at this moment would leave (its events say "running")
+        if event.name == "checkpoint" and not copy.exists():
+            state = torch.load(event.path, weights_only=True)["train_state"]
+            if state["epoch"] == 1 and state["batch"] == 8:
+                shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns("events.jsonl"))
+
+    run.events.subscribe(keep_mid_epoch_copy)
+    run.start()
+    assert run.wait().name == "run_finished" and copy.exists()
+    resumed = Run.resume(copy).start()
+    assert resumed.wait().name == "run_finished"
+    assert same_weights(weights(straight.run_dir / "last.pt"), weights(copy / "last.pt"))
 
 
 def test_resume_only_changes_what_may_change(out):

@@ -40,7 +40,8 @@ FIELDS = {
     "model": ("model", "hidden", "activation", "dropout", "batch_norm"),
     "training": (
         "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
-        "scheduler_patience", "batch_size", "epochs", "patience", "min_delta", "device", "seed",
+        "scheduler_patience", "batch_size", "epochs", "patience", "min_delta", "device", "amp", "compile", "seed",
+        "save_every",
     ),
 }
 # Options picked from a catalog, and those catalogs whose entries list the options they use.

@@ -134,10 +134,13 @@ def train(
     seed: Optional[int] = _opt("seed", "--seed"),
     out: Optional[str] = _opt("out", "--out"),
     name: Optional[str] = _opt("name", "--name"),
+    save_every: Optional[float] = _opt("save_every", "--save-every"),
+    amp: Optional[bool] = _opt("amp", "--amp/--no-amp"),
+    compile: Optional[bool] = _opt("compile", "--compile/--no-compile"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
-        "--patience and --min-delta may change)"
+        "--patience, --min-delta, --save-every, --amp and --compile may change)"
     ),
     json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
 ) -> None:
