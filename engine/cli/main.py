@@ -290,6 +290,38 @@ def predict(
     _json(predictions) if json_out else show.predictions(predictions, saved.meta)
 
 
+@app.command()
+def export(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    format_name: str = typer.Option("torchscript", "--format", "-f", help="torchscript, onnx or state-dict"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="file or folder to write (default: export/ beside the checkpoint); the sidecar is FILE.json"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print the sidecar, paths and timings as JSON"),
+) -> None:
+    """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
+    from engine.export import ExportFailed, export_format
+    from engine.export import export as run_export
+    from engine.inference import load
+
+    export_format(format_name)  # an unknown format or a missing extra fails before any loading
+    try:
+        result = run_export(load(path), format_name, out)
+    except ExportFailed as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_FAILED)
+    if json_out:
+        _json(result)
+        return
+    check = result["verification"]
+    print(f"{result['format']:<12} {result['path']}  {result['bytes'] / 1024:,.1f} KiB  "
+          f"(from {result['source']['checkpoint']}, epoch {result['source']['epoch']})")
+    print(f"{'sidecar':<12} {result['sidecar']}")
+    print(f"{'verified':<12} {check['samples']} samples of {check['inputs']}: largest difference "
+          f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})")
+    print(f"{'took':<12} {result['export_seconds']:.2f} s to export, {result['verify_seconds']:.2f} s to verify")
+
+
 def _json(data) -> None:
     from engine.events import strict_json
 
