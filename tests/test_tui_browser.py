@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from engine.config import RunConfig
 from engine.events import EpochEnded
 from engine.run import Run
 from tui.app import TorchdeckApp
-from tui.browser import AskDialog, BrowserScreen, ConfirmDialog, EvaluateDialog, PredictDialog
+from tui.browser import AskDialog, BrowserScreen, ConfirmDialog, EvaluateDialog, ExportDialog, PredictDialog
 from tui.widgets import EpochTable
 
 SIZE = (100, 30)
@@ -361,3 +362,29 @@ async def test_predict_an_image_for_an_image_task(tmp_path, calls):
         await pilot.press("enter")
         await settle(pilot)
         assert dialog.prediction["class"] == "7"
+
+
+@pilot_test
+async def test_export_writes_a_verified_file_and_shows_problems_inline(copy, calls, monkeypatch):
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, copy / "done")
+        await pilot.press("x")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ExportDialog)
+        await pilot.click("#torchscript")
+        await settle(pilot)
+        assert dialog.result["path"] == str(copy / "done" / "export" / "best.torchscript.pt")
+        assert (copy / "done" / "export" / "best.torchscript.pt.json").is_file()
+        shown = text(dialog.query_one("#result", Static))
+        assert "best.torchscript.pt" in shown and "largest difference" in shown and "tolerance" in shown
+
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
+        await pilot.click("#onnx")
+        await settle(pilot)
+        assert 'pip install -e ".[onnx]"' in text(dialog.query_one("#error", Static))
+        assert text(dialog.query_one("#result", Static)).strip() == ""
+        await pilot.press("escape")
+        assert isinstance(app.screen, BrowserScreen) and calls == []

@@ -36,7 +36,7 @@ from tui.widgets import EpochTable, LossCurve, confusion_table
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "bold cyan"}
 COLUMNS = ("run", "task", "model", "epochs", "best", "status", "started")
-RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "delete"}
+RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "export", "delete"}
 
 
 def _inference():
@@ -334,6 +334,79 @@ def _prediction(item: dict[str, Any]) -> RenderableType:
     return table
 
 
+class ExportDialog(RunDialog):
+    """Export the model in a format picked with a button; the files written and the check show below.
+
+    ``engine.export`` verifies the file before keeping it, so what shows here has been loaded
+    back and compared with the checkpoint's model.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        super().__init__(run_dir)
+        self.result: dict[str, Any] | None = None
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Label(f"export {self.run_dir.name}", classes="title")
+            yield Static("loading the checkpoint…", id="about")
+            yield Horizontal(id="formats", classes="buttons")
+            yield Static(id="result")
+            yield Static(id="error")
+        yield Footer()
+
+    def ready(self) -> None:
+        """Offer the formats once the checkpoint is loaded (which imported torch, so this import is quick)."""
+        formats = _exporter().FORMATS
+        about = Text(f"{self.saved.path.name} (epoch {self.saved.state.get('epoch')}) as a file that runs without "
+                     f"torchdeck, with a .json sidecar on preparing inputs and reading outputs:\n")
+        for spec in formats.values():
+            about.append(f"\n{spec.name:<13}", style="bold").append(spec.description)
+        self.query_one("#about", Static).update(about)
+        buttons = [Button(name, id=name) for name in formats]
+        self.query_one("#formats").mount(*buttons)
+        buttons[0].focus()
+
+    @on(Button.Pressed)
+    def export_as(self, event: Button.Pressed) -> None:
+        saved, name = self.saved, event.button.id
+        self.show_error("")
+        self.query_one("#result", Static).update(f"exporting as {name} and checking it…")
+
+        def work() -> dict[str, Any]:
+            exporter = _exporter()
+            try:
+                return exporter.export(saved, name)
+            except exporter.ExportFailed as exc:  # not bad input, but shown the same way: inline
+                raise TorchdeckError(str(exc)) from exc
+
+        self.job(work, self._show, "export", failed=self._failed)
+
+    def _failed(self, problem: str) -> None:
+        self.query_one("#result", Static).update("")
+        self.query_one("#error", Static).update(Text(problem))  # plain text: '.[onnx]' is not markup
+
+    def _show(self, result: dict[str, Any]) -> None:
+        self.result = result
+        self.query_one("#result", Static).update(_export_text(result))
+
+
+def _exporter():
+    """``engine.export``, imported on first use: it imports torch, which loading the checkpoint did first."""
+    from engine import export
+
+    return export
+
+
+def _export_text(result: dict[str, Any]) -> Text:
+    check = result["verification"]
+    return Text.assemble(
+        (result["format"], "bold"), f"  {result['path']}  {result['bytes'] / 1024:,.1f} KiB\n",
+        f"sidecar  {result['sidecar']}\n",
+        ("verified ", "green"), f"on {check['samples']} samples of {check['inputs']}: largest difference "
+        f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})",
+    )
+
+
 # --- the browser ----------------------------------------------------------------------------
 
 
@@ -411,6 +484,7 @@ class BrowserScreen(Jobs, Screen):
         Binding("w", "watch", "watch"),
         Binding("e", "evaluate", "evaluate"),
         Binding("p", "predict", "predict"),
+        Binding("x", "export", "export"),
         Binding("d", "delete", "delete"),
         Binding("n", "new_run", "new run"),
         Binding("o", "open_folder", "folder"),
@@ -585,6 +659,10 @@ class BrowserScreen(Jobs, Screen):
     def action_predict(self) -> None:
         if path := self._checkpointed():
             self.app.push_screen(PredictDialog(path))
+
+    def action_export(self) -> None:
+        if path := self._checkpointed():
+            self.app.push_screen(ExportDialog(path))
 
     def action_delete(self) -> None:
         path = self.shown["path"]
