@@ -53,14 +53,14 @@ class TorchdeckApp(App):
         from tui.dashboard import DashboardScreen
         from tui.sources import LiveRun
 
-        self._show(DashboardScreen(lambda: LiveRun(Run.new(config).start()), config=config))
+        self._show(DashboardScreen(lambda: LiveRun(Run.new(config)), config=config))
 
     def resume_run(self, path: str | Path, **changes: Any) -> None:
         from engine.run import Run
         from tui.dashboard import DashboardScreen
         from tui.sources import LiveRun
 
-        self._show(DashboardScreen(lambda: LiveRun(Run.resume(path, **changes).start())))
+        self._show(DashboardScreen(lambda: LiveRun(Run.resume(path, **changes))))
 
     def watch_run(self, run_dir: str | Path) -> None:
         from tui.dashboard import DashboardScreen

@@ -2,9 +2,10 @@
 
 The screen gets a *source factory*: a function that prepares a run (loading data, building the
 model: slow, and the place where bad input surfaces) and returns a :class:`tui.sources.LiveRun`
-or :class:`tui.sources.WatchedRun`. The factory runs in a thread worker; the source is then
-polled on a timer in the app's event loop, so no widget is ever touched from the training
-thread, the UI never waits on training, and a burst of events costs one redraw.
+or :class:`tui.sources.WatchedRun`. The factory runs in a thread worker; the source is started
+once the screen is drawn and then polled on a timer in the app's event loop, so no widget is
+ever touched from the training thread, the UI never waits on training, and a burst of events
+costs one redraw.
 """
 
 from __future__ import annotations
@@ -147,6 +148,12 @@ class DashboardScreen(Screen):
     def follow(self, source) -> None:
         self.source = source
         self.run_dir = source.run_dir
+        # Training starts once the screen is drawn: the first paint (styles, layout, the plot) is
+        # the app's costliest moment, and sharing the interpreter with it slows the first epochs.
+        self.call_after_refresh(self.begin)
+
+    def begin(self) -> None:
+        self.source.start()
         self.poller = self.set_interval(POLL_SECONDS, self.poll)
 
     def poll(self) -> None:

@@ -24,6 +24,9 @@ class LiveRun:
         self.run_dir: Path = run.run_dir
         self.control: Control | None = run.control
 
+    def start(self) -> None:
+        self.run.start()
+
     def earlier_epochs(self, start_epoch: int) -> list[dict]:
         """The history a resumed run brought from its checkpoint (its events came earlier)."""
         return list(self.run.state.history[:start_epoch])
@@ -48,6 +51,9 @@ class WatchedRun:
         self.run_dir = Path(run_dir)
         self.offset = 0
         self.pending = b""
+
+    def start(self) -> None:
+        """Nothing to start: another process trains the run."""
 
     def earlier_epochs(self, start_epoch: int) -> list[dict]:
         return []  # events.jsonl holds every earlier session's epochs too

@@ -71,6 +71,8 @@ class EpochTable(DataTable):
         queued, self.queued = self.queued, []
         for row, improved in queued:
             self.add_epoch(row, improved)
+        if queued:
+            self.follow()
 
     def add_epoch(self, row: dict[str, Any], improved: bool = False) -> None:
         metrics = row["metrics"]
@@ -81,12 +83,18 @@ class EpochTable(DataTable):
             *(fmt(value) for value in metrics.values()), f"{row['lr']:.3g}", f"{row['seconds']:.2f}",
             "★" if improved else "",
         )
-        self.move_cursor(row=self.row_count - 1)
+
+    def follow(self) -> None:
+        """Put the cursor on the newest row (once per batch of rows: each move costs a scan of
+        the rows)."""
+        if self.row_count:
+            self.move_cursor(row=self.row_count - 1)
 
     def show_history(self, history: Iterable[dict[str, Any]], best_epoch: int | None = None) -> None:
         self.clear(columns=True)
         for row in history:
             self.add_epoch(row, improved=row["epoch"] == best_epoch)
+        self.follow()
 
 
 def process_memory() -> int:
