@@ -13,12 +13,13 @@ import os
 import pickle
 import sys
 import warnings
+from dataclasses import MISSING
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from engine.errors import CheckpointError
+from engine.errors import CheckpointError, TorchdeckError
 
 FORMAT_VERSION = 1
 MAGIC = "torchdeck-checkpoint"
@@ -35,7 +36,13 @@ def versions() -> dict[str, str]:
 
 
 def save(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file, fsync, rename)."""
+    """Write ``payload`` to ``path`` atomically (temporary file, fsync, rename).
+
+    A write that fails (disk full, a read-only or vanished folder) leaves the previous file as it
+    was and raises a CheckpointError naming the folder and the operating system's reason. A
+    process killed mid-write leaves at most a ``.NAME.PID.tmp`` file beside it, which the next
+    run in that folder removes (``rundir.RunWriter``).
+    """
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
@@ -44,8 +51,16 @@ def save(payload: dict[str, Any], path: str | Path) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:  # a read-only folder: nothing was created there anyway
+            pass
+        if isinstance(exc, OSError):
+            kept = f"; the previous {path.name} is intact" if path.exists() else ""
+            raise CheckpointError(
+                f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}{kept}"
+            ) from None
         raise
     _fsync_dir(path.parent)
     return path
@@ -88,6 +103,8 @@ def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> A
                 f"{path} was refused: loading it would run or build Python objects "
                 f"({', '.join(unsafe)}); torchdeck only reads plain data"
             ) from None
+        if not _is_pickle(path):
+            raise CheckpointError(f"{path} is damaged or not a PyTorch file") from None
         raise CheckpointError(
             f"{path} was refused: it is a plain pickle, which torchdeck never loads because loading "
             f"one can run code"
@@ -98,16 +115,78 @@ def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> A
         raise CheckpointError(f"{path} is damaged or not a PyTorch file") from None
 
 
+# What every torchdeck checkpoint holds, and of which type: checked on loading, so that a damaged
+# or hand-edited file is refused in one line here instead of failing deep inside a command.
+PARTS = {"config": dict, "task": dict, "epoch": int, "train_state": dict, "model": dict, "optimizer": dict,
+         "scheduler": dict, "rng": dict}
+RNG_STATES = ("torch", "shuffle", "epoch_shuffle")
+
+
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a torchdeck checkpoint: a safe read, then a check that it is one of ours."""
+    """Load a torchdeck checkpoint: a safe read, then a check that it is one of ours and whole."""
     payload = read_safely(path, map_location)
     if not isinstance(payload, dict) or payload.get("magic") != MAGIC:
         raise CheckpointError(f"{path} is a PyTorch file but not a torchdeck checkpoint")
-    if payload.get("format_version", 0) > FORMAT_VERSION:
+    version = payload.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer torchdeck (format {version!r}); upgrade to read it")
+    problems = _damage(payload)
+    if problems:
+        raise CheckpointError(f"{path} is a damaged torchdeck checkpoint: {'; '.join(problems)}")
+    from engine.config import RunConfig
+
+    try:
+        RunConfig.from_dict(payload["config"])
+    except TorchdeckError as exc:
+        raise CheckpointError(f"{path} holds a config this torchdeck cannot use: {exc}") from None
+    trained, made_for = payload["task"].get("task"), payload["config"].get("task")
+    if trained != made_for:
         raise CheckpointError(
-            f"{path} was written by a newer torchdeck (format {payload['format_version']}); upgrade to read it"
+            f"{path} does not fit together: its config is for the task {made_for!r}, its data and weights for {trained!r}"
         )
     return payload
+
+
+def _damage(payload: dict[str, Any]) -> list[str]:
+    """What is missing or of the wrong type in a checkpoint's payload."""
+    from dataclasses import fields
+
+    from engine.run import TrainState
+    from engine.tasks import TaskMeta
+
+    problems = []
+    for key, kind in PARTS.items():
+        if key not in payload:
+            problems.append(f"it has no {key}")
+        elif not isinstance(payload[key], kind) or isinstance(payload[key], bool):
+            problems.append(f"its {key} is a {type(payload[key]).__name__}, not a {kind.__name__}")
+    if problems:
+        return problems
+    if not all(isinstance(payload["rng"].get(name), torch.Tensor) for name in RNG_STATES):
+        problems.append(f"its rng lacks one of the states {', '.join(RNG_STATES)}")
+    if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
+        problems.append("its model holds something other than tensors")
+    train_state = payload["train_state"]
+    kinds = {f.name: _TYPES.get(f.type.split("[")[0], object) for f in fields(TrainState)}
+    wrong = sorted(str(key) for key, value in train_state.items()
+                   if not isinstance(value, kinds.get(key, ())) or isinstance(value, bool))
+    if wrong:
+        problems.append(f"its train_state has unknown or mistyped field(s) {', '.join(wrong)}")
+    known = {f.name for f in fields(TaskMeta)}
+    required = {f.name for f in fields(TaskMeta) if f.default is MISSING and f.default_factory is MISSING}
+    if not required <= set(payload["task"]) <= known:
+        problems.append("its task description is not one this torchdeck knows")
+    return problems
+
+
+_TYPES = {"int": int, "float": (int, float), "list": list, "dict": dict}
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file starts as a pickle of protocol 2 or later does (what torch.save's old format wrote)."""
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 def _unsafe_globals(path: Path) -> list[str]:

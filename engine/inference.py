@@ -68,10 +68,13 @@ def describe(path: str | Path) -> dict[str, Any]:
     files = {}
     if saved.run_dir is not None:
         files = {p.name: p.stat().st_size for p in sorted(saved.run_dir.iterdir()) if not p.name.startswith(".")}
+    about = (rundir.summary(saved.run_dir) if saved.run_dir else None) or {}  # why it stopped or failed
     return {
         "path": str(saved.path),
         "run_dir": str(saved.run_dir) if saved.run_dir else None,
         "status": rundir.status(saved.run_dir) if saved.run_dir else None,
+        "reason": about.get("reason", ""),
+        "message": about.get("message", ""),
         "task": saved.meta.task,
         "kind": saved.meta.kind,
         "classes": saved.meta.class_names,

@@ -7,6 +7,7 @@ line), ``metrics.csv`` (one row per epoch), ``last.pt`` and ``best.pt``. ``inspe
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -84,10 +85,15 @@ class RunWriter:
     def __init__(self, run_dir: Path, metric_names: list[str]):
         self.run_dir = run_dir
         self.metric_names = metric_names
-        self._events = open(run_dir / EVENTS, "a", encoding="utf-8", buffering=1)
+        with _writing(run_dir):
+            _remove_stale_temporaries(run_dir)
+            self._events = open(run_dir / EVENTS, "a", encoding="utf-8", buffering=1)
+            if self._events.tell() and _last_byte(run_dir / EVENTS) != b"\n":
+                self._events.write("\n")  # a killed writer's torn line must not swallow the next record
 
     def write_config(self, config_toml: str) -> None:
-        (self.run_dir / CONFIG).write_text(config_toml, encoding="utf-8")
+        with _writing(self.run_dir):
+            (self.run_dir / CONFIG).write_text(config_toml, encoding="utf-8")
 
     def rewrite_metrics(self, history: list[dict[str, Any]]) -> None:
         """Replace metrics.csv with ``history`` (on resume, so it matches the checkpoint)."""
@@ -97,8 +103,9 @@ class RunWriter:
         for row in history:
             writer.writerow(self._row(row))
         tmp = self.run_dir / f".{METRICS}.tmp"
-        tmp.write_text(buffer.getvalue(), encoding="utf-8")
-        os.replace(tmp, self.run_dir / METRICS)
+        with _writing(self.run_dir):
+            tmp.write_text(buffer.getvalue(), encoding="utf-8")
+            os.replace(tmp, self.run_dir / METRICS)
 
     def _columns(self) -> list[str]:
         return ["epoch", "train_loss", "val_loss", *self.metric_names, "lr", "seconds", "samples"]
@@ -112,12 +119,24 @@ class RunWriter:
         ]
 
     def __call__(self, event: Event) -> None:
-        self._events.write(json.dumps(event.to_dict()) + "\n")
-        if isinstance(event, EpochEnded):
-            with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="") as handle:
-                csv.writer(handle, lineterminator="\n").writerow(self._row(event.to_dict()))
-        if event.terminal:
-            self._events.close()
+        """Record ``event``. A write that fails (disk full, folder made read-only) ends the run
+        with a CheckpointError naming the folder and the reason; the terminal event that follows
+        is recorded if the disk allows and never raises, so the front end still hears the end."""
+        try:
+            with _writing(self.run_dir):
+                self._events.write(json.dumps(event.to_dict()) + "\n")
+                if isinstance(event, EpochEnded):
+                    with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="") as handle:
+                        csv.writer(handle, lineterminator="\n").writerow(self._row(event.to_dict()))
+        except CheckpointError:
+            if not event.terminal:
+                raise
+        finally:
+            if event.terminal:
+                try:
+                    self._events.close()
+                except OSError:  # the unwritten rest of a full disk's buffer
+                    pass
 
 
 def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
@@ -145,7 +164,11 @@ def _why_no_checkpoint(run_dir: Path) -> str:
     if state == "running":
         return "the run is still in its first epoch"
     failures = [r.get("message", "") for r in read_events(run_dir) if r.get("event") == "run_failed"]
-    return f"the run {state} before its first epoch ended" + (f" ({failures[-1]})" if failures else "")
+    if failures:
+        return f"the run {state} before its first epoch ended ({failures[-1]})"
+    again = f"; start it again with: torchdeck train --config {shlex.quote(str(run_dir / CONFIG))}" \
+        if (run_dir / CONFIG).is_file() else ""
+    return f"the run {state} before its first epoch ended (its process was killed or crashed){again}"
 
 
 def status(run_dir: str | Path) -> str:
@@ -253,6 +276,29 @@ def training_pid(run_dir: str | Path) -> int | None:
     if started and started[-1].get("host") == socket.gethostname():
         return started[-1].get("pid")
     return None
+
+
+@contextlib.contextmanager
+def _writing(run_dir: Path) -> Iterator[None]:
+    """Turn an OSError while writing into ``run_dir`` into one line naming the folder and the reason."""
+    try:
+        yield
+    except OSError as exc:
+        raise CheckpointError(f"cannot write to the run directory {run_dir}: {exc.strerror or exc}") from None
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
+
+
+def _remove_stale_temporaries(run_dir: Path) -> None:
+    """Delete the half-written checkpoints (``.last.pt.<pid>.tmp``) of processes that were killed."""
+    for tmp in run_dir.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def _alive(pid: int) -> bool:

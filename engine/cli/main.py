@@ -350,5 +350,9 @@ def main() -> None:
     sys.exit(code or 0)
 
 
+# Every character that ends a line, as an escape: an error stays one line whatever value it quotes.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
 def _error(text: str) -> None:
-    print(f"torchdeck: error: {text}", file=sys.stderr)
+    print(f"torchdeck: error: {text.translate(_LINE_BREAKS)}", file=sys.stderr)

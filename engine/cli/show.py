@@ -12,6 +12,7 @@ from typing import Any
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from engine.cli.report import fmt, metrics_text
 
@@ -64,7 +65,11 @@ def history_table(history: list[dict[str, Any]], title: str = "history") -> Tabl
 
 def description(info: dict[str, Any]) -> None:
     saved = datetime.datetime.fromtimestamp(info["saved_at"]).strftime("%Y-%m-%d %H:%M:%S") if info["saved_at"] else "?"
-    console.print(f"[bold]{info['run_dir'] or info['path']}[/]  status [bold]{info['status'] or 'n/a'}[/]")
+    why = f" ({info['reason']})" if info.get("reason") else ""
+    console.print(Text.assemble((str(info["run_dir"] or info["path"]), "bold"), "  status ",
+                                (info["status"] or "n/a", "bold"), why))
+    if info.get("message"):
+        console.print(Text(info["message"], style="red"))
     console.print(
         f"task {info['task']} ({info['kind']}) · epoch {info['epoch']}/{info['epochs']} · "
         f"step {info['global_step']} · {info['parameters']:,} parameters · saved {saved}"
