@@ -171,21 +171,35 @@ def _why_no_checkpoint(run_dir: Path) -> str:
     return f"the run {state} before its first epoch ended (its process was killed or crashed){again}"
 
 
+STARTS_WITHIN = 60.0  # seconds: a run directory whose run has not started by then never will
+
+
 def status(run_dir: str | Path) -> str:
     """finished, stopped, failed or running; a run whose process died counts as failed."""
-    return _status(read_events(run_dir, skip=(BatchProgress.name,)))
+    return _status(read_events(run_dir, skip=(BatchProgress.name,)), run_dir)
 
 
-def _status(records: Iterable[dict[str, Any]]) -> str:
+def _status(records: Iterable[dict[str, Any]], run_dir: str | Path) -> str:
     state, started = "running", {}
     for record in records:
         if record.get("event") == "run_started":
             state, started = "running", record
         elif record.get("event") in TERMINAL_STATUS:
             state = TERMINAL_STATUS[record["event"]]
-    if state == "running" and started.get("host") == socket.gethostname() and not _alive(started.get("pid", 0)):
+    if state != "running":
+        return state
+    if not started:  # no process recorded yet: being prepared, or it died before it could say so
+        return "failed" if _age(Path(run_dir) / EVENTS) > STARTS_WITHIN else "running"
+    if started.get("host") == socket.gethostname() and not _alive(started.get("pid", 0)):
         return "failed"
     return state
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
 
 
 def summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -222,7 +236,7 @@ def summary(run_dir: str | Path) -> dict[str, Any] | None:
             reason = record.get("reason", "")
         elif event == RunFailed.name:
             message = record.get("message", "")
-    state = _status(records)
+    state = _status(records, run_dir)
     if state == "failed" and not message:
         message = f"the training process (pid {started.get('pid', '?')}) ended without recording why"
     return {

@@ -287,6 +287,17 @@ def test_watch_dashboard_shows_a_killed_run_as_failed(killed):
     asyncio.run(scenario())
 
 
+def test_a_run_that_died_before_recording_its_start_is_failed_after_a_minute(cli, out):
+    run = Run.new(RunConfig.for_task("wine", epochs=2, out=str(out), name="early"))  # never started
+    assert rundir.status(run.run_dir) == "running"  # it may be about to start
+    minute_ago = time.time() - rundir.STARTS_WITHIN - 1
+    os.utime(run.run_dir / rundir.EVENTS, (minute_ago, minute_ago))
+    assert rundir.status(run.run_dir) == "failed" and rundir.summary(run.run_dir)["status"] == "failed"
+    refused = cli("train", "--resume", run.run_dir)
+    assert refused.code == 2 and "holds no checkpoint yet: the run failed before its first epoch ended" in refused.err
+    assert f"start it again with: torchdeck train --config {run.run_dir / rundir.CONFIG}" in refused.err
+
+
 def test_a_killed_run_resumes(killed, tmp_path):
     copy = Path(shutil.copytree(killed, tmp_path / "dead"))
     epoch = checkpoint.load(copy / rundir.LAST)["epoch"]
