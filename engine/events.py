@@ -55,6 +55,7 @@ class RunStarted(Event):
     pid: int = 0
     host: str = ""
     versions: dict[str, str] = field(default_factory=dict)
+    world_size: int = 1  # processes training together (torchdeck train --nproc, torchrun); rank 0 reports
 
 
 @dataclass

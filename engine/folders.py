@@ -20,8 +20,10 @@ from PIL import Image, UnidentifiedImageError
 from torch.utils.data import DataLoader, Dataset, Sampler
 from torchvision import transforms
 
+from engine.distributed import shard
 from engine.errors import DataError
 from engine.metrics import outputs_of
+from engine.tasks import batch_rows
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 DEFAULT_SIZE = 64
@@ -191,20 +193,22 @@ class FolderSplit:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int):
-        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``."""
+    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int, part=None):
+        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``;
+        with ``part`` (rank, processes), this process's slice of each batch."""
         rows = order.cpu()
-        self.sampler.batches = [rows[i * batch_size:(i + 1) * batch_size].tolist() for i in range(first, count)]
+        self.sampler.batches = [batch_rows(rows, batch_size, i, part).tolist() for i in range(first, count)]
         try:
             for indices, images in zip(self.sampler.batches, self.loader):
                 yield images.to(self.device, non_blocking=True), self.y[torch.as_tensor(indices, device=self.y.device)]
         except DataError as exc:  # from a worker, DataLoader wraps the message in the worker's traceback
             raise DataError(_own_message(str(exc))) from None
 
-    def outputs(self, model: torch.nn.Module, batch_size: int = 256) -> torch.Tensor:
-        """The model's outputs for every image of the split, in order, in eval mode."""
-        count = -(-len(self) // batch_size)
-        batches = self.batches(torch.arange(len(self)), batch_size, 0, count)
+    def outputs(self, model: torch.nn.Module, part=None, batch_size: int = 256) -> torch.Tensor:
+        """The model's outputs for every image of the split (with ``part``: this process's
+        contiguous share), in order, in eval mode."""
+        rows = torch.arange(len(self))[shard(len(self), *part)] if part else torch.arange(len(self))
+        batches = self.batches(rows, batch_size, 0, -(-len(rows) // batch_size))
         return outputs_of(model, (images for images, _ in batches))
 
 

@@ -18,6 +18,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from engine.catalog import Catalog
+from engine.distributed import shard
 from engine.errors import DataError
 from engine.metrics import outputs_of
 
@@ -109,6 +110,16 @@ class TaskMeta:
         return y * self.y_scale + self.y_mean
 
 
+Part = tuple[int, int] | None  # (rank, processes) of a job of several processes; None: all of it
+
+
+def batch_rows(order: torch.Tensor, batch_size: int, index: int, part: Part = None) -> torch.Tensor:
+    """The rows of batch ``index`` of ``order``; with ``part``, every processes-th of them from
+    the rank's on: the processes of a job share each global batch."""
+    rows = order[index * batch_size:(index + 1) * batch_size]
+    return rows[part[0]::part[1]] if part else rows
+
+
 @dataclass
 class Split:
     """A split held as tensors on the device: batches are cut by index, with no DataLoader."""
@@ -119,15 +130,17 @@ class Split:
     def __len__(self) -> int:
         return len(self.x)
 
-    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int):
-        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``."""
+    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int, part: Part = None):
+        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``;
+        with ``part`` (rank, processes), this process's slice of each batch."""
         for index in range(first, count):
-            rows = order[index * batch_size:(index + 1) * batch_size]
+            rows = batch_rows(order, batch_size, index, part)
             yield self.x[rows], self.y[rows]
 
-    def outputs(self, model: torch.nn.Module) -> torch.Tensor:
-        """The model's outputs for every sample, in order, in eval mode."""
-        return outputs_of(model, self.x)
+    def outputs(self, model: torch.nn.Module, part: Part = None) -> torch.Tensor:
+        """The model's outputs for every sample (with ``part``: this process's contiguous share),
+        in order, in eval mode."""
+        return outputs_of(model, self.x[shard(len(self), *part)] if part else self.x)
 
 
 @dataclass

@@ -143,24 +143,46 @@ def train(
         "--patience, --min-delta, --save-every, --amp and --compile may change)"
     ),
     json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", min=1, help="processes training together on this machine (data-parallel through "
+        "torch.distributed.run; one per GPU on CUDA); --batch-size stays the global batch"),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="machines in the job; run the same command on each"),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="this machine's number in the job (0 writes the run)"),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT on machine 0 where the "
+                                                "machines of a job meet"),
 ) -> None:
     """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
     flags = {key: value for key, value in locals().items() if key in option_names() and value is not None}
+    from engine.cli import launch
     from engine.cli.report import make_reporter
     from engine.config import RunConfig
+    from engine.distributed import World
     from engine.run import Run
 
-    if resume is not None:
-        if config is not None:
+    world = World.from_env()  # torchrun's (rank 0 reports), or this process alone
+    with launch.reported(world, _error):
+        run_config = None
+        if resume is not None and config is not None:
             raise TorchdeckError("--config cannot be combined with --resume: a resumed run keeps its own config")
-        run = Run.resume(resume, **flags).start()
-    else:
-        values = RunConfig.read_toml(config) if config is not None else {}
-        run_config = RunConfig.from_values({**values, **flags})
-        for warning in run_config.ignored(flags):
-            print(f"torchdeck: warning: {warning}", file=sys.stderr)
-        run = Run.new(run_config).start()
-    reporter = make_reporter(json_lines)
+        if resume is None:
+            values = RunConfig.read_toml(config) if config is not None else {}
+            run_config = RunConfig.from_values({**values, **flags})
+        if nproc is not None or nnodes > 1:
+            if world.distributed:
+                raise TorchdeckError("--nproc and --nnodes start the job's processes; a process that torchrun "
+                                     "started takes neither")
+            if run_config is not None:
+                World(size=(nproc or 1) * nnodes).check(run_config)
+            raise typer.Exit(launch.launch(nproc or 1, nnodes, node_rank, rdzv_endpoint,
+                                           launch.worker_args(sys.argv[1:])))
+        if resume is not None:
+            run = Run.resume(resume, world=world, **flags).start()
+        else:
+            if world.is_main:
+                for warning in run_config.ignored(flags):
+                    print(f"torchdeck: warning: {warning}", file=sys.stderr)
+            run = Run.new(run_config, world).start()
+    reporter = make_reporter(json_lines) if world.is_main else launch.Quiet()
     with _stop_on_signals(run) as received:
         try:
             for event in run.events:
@@ -170,10 +192,14 @@ def train(
             run.control.stop("the command ended")
             run.wait()
     result = run.result
+    code = 0
     if result is None or result.name == "run_failed":
-        raise typer.Exit(EXIT_FAILED)
-    if result.name == "run_stopped":
-        raise typer.Exit(128 + (received[0] if received else signal.SIGINT))
+        code = EXIT_FAILED
+    elif result.name == "run_stopped":
+        code = 128 + (received[0] if received else signal.SIGINT)
+    launch.leave(world, run, code)  # a process of a job ends here
+    if code:
+        raise typer.Exit(code)
 
 
 class _stop_on_signals:

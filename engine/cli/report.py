@@ -31,9 +31,10 @@ def started_text(event: RunStarted) -> str:
     config = event.config
     sizes = "/".join(str(event.sizes[s]) for s in ("train", "val", "test"))
     start = f", resuming after epoch {event.start_epoch}" if event.resumed_from else ""
+    job = f" × {event.world_size} processes" if event.world_size > 1 else ""
     return (
         f"task {config['task']} · model {config['model']} ({event.parameters:,} parameters) · "
-        f"{config['optimizer']} lr {config['lr']:g} · device {event.device} ({event.device_name}) · "
+        f"{config['optimizer']} lr {config['lr']:g} · device {event.device}{job} ({event.device_name}) · "
         f"train/val/test {sizes} · {plural(event.epochs, 'epoch')}{start}"
     )
 
