@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from conftest import train
 from engine.config import RunConfig
 from tui.app import TorchdeckApp
 from tui.dashboard import ConfirmQuit, DashboardScreen
-from tui.widgets import EpochTable, LossCurve
+from tui.widgets import DevicePanel, EpochTable, LossCurve
 
 SIZE = (120, 36)
 
@@ -145,6 +146,24 @@ def test_watch_a_finished_run_written_by_the_cli(tmp_path):
             assert "finished after 6 epochs" in result_text(screen)
             await pilot.press("p")  # nothing to pause in a watched run: a notice, not a crash
             assert app.is_running
+
+    asyncio.run(scenario())
+
+
+def test_watching_a_data_parallel_job_says_how_many_processes_train_it(tmp_path):
+    run, _ = train(tmp_path, "iris", epochs=2, name="job")
+    events = run.run_dir / "events.jsonl"
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    for line in lines:
+        if line["event"] == "run_started":
+            line["world_size"] = 2  # as rank 0 of `torchdeck train --nproc 2` records it
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path, watch=run.run_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            assert "2 processes (data parallel)" in str(app.screen.query_one(DevicePanel).content)
 
     asyncio.run(scenario())
 

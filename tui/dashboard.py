@@ -202,7 +202,8 @@ class DashboardScreen(Screen):
         self.query_one("#overall-bar", ProgressBar).update(
             total=event.epochs * event.batches, progress=event.start_epoch * event.batches)
         self.query_one("#overall-label", Label).update(f"overall · {event.epochs} epochs")
-        device = {"device": event.device, "name": event.device_name, "torch": event.versions.get("torch", "?")}
+        device = {"device": event.device, "name": event.device_name, "torch": event.versions.get("torch", "?"),
+                  "processes": event.world_size}
         self.query_one(DevicePanel).show(device, local=self.source.control is not None)
         verb = "resumed" if event.resumed_from else "started"
         self.log_line(f"run {verb}: {event.run_dir}")

@@ -135,6 +135,8 @@ class DevicePanel(Static):
 
             info.update(device_info(info["device"]))
         lines = [f"[b]{info['device']}[/b] · {info['name']}"]
+        if info.get("processes", 1) > 1:  # a torchrun job: this is rank 0's view
+            lines.append(f"{info['processes']} processes (data parallel), rank 0 shown")
         if "memory_total" in info:
             lines.append(f"GPU memory {gib(info['memory_used'])} / {gib(info['memory_total'])}")
         if self.local:
