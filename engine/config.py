@@ -78,11 +78,11 @@ def _layer_sizes(value):
     return None if all(size >= 1 for size in value) else "every layer size must be at least 1"
 
 
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
 
 
 def _device(value):
-    return None if _DEVICE.match(value) else "use auto, cpu, cuda, cuda:N or mps"
+    return None if _DEVICE.fullmatch(value) else "use auto, cpu, cuda, cuda:N or mps"
 
 
 def _option(default: Any, help: str, check: Callable | None = None, group: str = "training"):
@@ -129,7 +129,7 @@ class RunConfig:
     monitor: str = _option("auto", "validation number for best checkpoint and early stopping")
     # run
     device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps", _device, "run")
-    seed: int = _option(0, "random seed; the same seed gives the same run on CPU", _at_least(0), "run")
+    seed: int = _option(0, "random seed; the same seed gives the same run on CPU", _between(0, 2**64), "run")
     out: str = _option("checkpoints", "folder that receives the run directory", group="run")
     name: str | None = _option(None, "run directory name (default: task-model-time)", group="run")
     save_every: float = _option(

@@ -67,7 +67,8 @@ def describe(path: str | Path) -> dict[str, Any]:
     ]
     files = {}
     if saved.run_dir is not None:
-        files = {p.name: p.stat().st_size for p in sorted(saved.run_dir.iterdir()) if not p.name.startswith(".")}
+        files = {str(p.relative_to(saved.run_dir)): p.stat().st_size for p in sorted(saved.run_dir.rglob("*"))
+                 if p.is_file() and not p.name.startswith(".")}  # exports sit in export/
     about = (rundir.summary(saved.run_dir) if saved.run_dir else None) or {}  # why it stopped or failed
     return {
         "path": str(saved.path),

@@ -119,6 +119,7 @@ class Run:
             self.unsaved: dict[str, dict[str, Any] | None] = {}  # snapshots waiting to be written (rank 0's)
             self.best_weights: dict[str, torch.Tensor] | None = None  # of the best epoch, once this process saw it
             self.saved_at = time.monotonic()
+            self.early_stopped = False
             if state:
                 self._restore(state)
             elif world.rank:  # dropout masks of their own: a stream per rank, rank 0's as in one process
@@ -185,7 +186,8 @@ class Run:
                     f"only {', '.join(RESUME_OPTIONS)} can"
                 )
         config = saved.replace(**changes)
-        if state["epoch"] >= config.epochs:
+        # All epochs done but no test scores: killed before the final save, which resuming does now.
+        if state["epoch"] > config.epochs or state["epoch"] == config.epochs and "test" in state:
             raise ConfigError(
                 f"the run in {ckpt_path} already completed {state['epoch']} of {config.epochs} epochs; "
                 f"pass --epochs with a larger total to train further"
@@ -220,6 +222,9 @@ class Run:
         self.shuffle.set_state(rng["shuffle"])
         self.epoch_shuffle = rng["epoch_shuffle"]
         self.state = TrainState(**state["train_state"])
+        # Killed between its early-stopping decision and the final save: resuming just finishes.
+        self.early_stopped = ("test" not in state and self.state.batch == 0 and self.config.patience > 0
+                              and self.state.bad_epochs >= self.config.patience)
 
     # --- running ------------------------------------------------------------------------
 
@@ -308,6 +313,10 @@ class Run:
                    f"the last batch would not give each of the {self.world.size} processes its share")
             which = "one left-over sample (a different one" if left == 1 else f"{left} left-over samples (different ones"
             self._emit(Message(f"{why}: each epoch skips its {which} each time)", level="warning"))
+        if self.early_stopped:
+            self.stop_cause = "early_stopping"
+            self._finish()
+            return
         for epoch in range(state.epoch, config.epochs):
             if state.batch == 0:
                 self.epoch_shuffle = self.shuffle.get_state()

@@ -156,7 +156,7 @@ def test_kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_weight
             reached = wait_until(lambda: event_lines(run_dir) >= before + count, process)
             time.sleep(delay)
         if not reached or process.poll() is not None:  # the run ended before a kill came
-            ended = ended_by_itself(process, run_dir)
+            ended = ended_by_itself(process)
             break
         kill_9(process)
         kills.append((how, _position(run_dir / rundir.LAST)))
@@ -168,9 +168,8 @@ def test_kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_weight
         assert rundir.summary(run_dir)["status"] == "failed"
     print(f"kills (how, (epochs done, next batch) of last.pt after the kill): {kills}; then {ended}")
     assert len(kills) >= 4, kills
-    if ended == "finished":
-        assert rundir.summary(run_dir)["status"] == "finished"
-        assert not list(run_dir.glob(".*.tmp"))  # the killed writes' temporary files were cleared away
+    assert ended == "finished" and rundir.summary(run_dir)["status"] == "finished"
+    assert not list(run_dir.glob(".*.tmp"))  # the killed writes' temporary files were cleared away
     for name in (rundir.LAST, rundir.BEST):
         ours, theirs = checkpoint.load(run_dir / name), checkpoint.load(reference.run_dir / name)
         assert ours["epoch"] == theirs["epoch"] and ours["global_step"] == theirs["global_step"]
@@ -179,16 +178,11 @@ def test_kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_weight
     assert [int(row.split(",")[0]) for row in rows] == list(range(1, EPOCHS + 1))
 
 
-def ended_by_itself(process: subprocess.Popen, run_dir: Path) -> str:
-    """How a run that was not killed ended: ``finished``, or the one known gap (the xfail test
-    below): killed after its last epoch's checkpoint and before the final one, it cannot resume."""
+def ended_by_itself(process: subprocess.Popen) -> str:
+    """A run that was not killed (resumed after any earlier kill) ends finished."""
     out, err = process.communicate(timeout=120)
-    if process.returncode == 0:
-        return "finished"
-    last = checkpoint.load(run_dir / rundir.LAST)
-    assert process.returncode == 2 and "already completed" in err, err
-    assert last["epoch"] == EPOCHS and "test" not in last
-    return "killed while finishing"
+    assert process.returncode == 0, err
+    return "finished"
 
 
 def _position(path: Path) -> tuple[int, int] | None:
@@ -199,16 +193,9 @@ def _position(path: Path) -> tuple[int, int] | None:
     return state["epoch"], state["train_state"]["batch"]
 
 
-@pytest.mark.xfail(reason="Run.resume refuses a checkpoint whose epochs are all done even when its final "
-                          "save (the one with the test metrics) never happened; needs the engine/run.py change "
-                          "described in tests/test_faults.py", strict=False)
 def test_killed_while_writing_the_final_checkpoint_resume_finishes_the_run(cli, tmp_path):
-    """The last moment a kill can hurt: all epochs done, the final last.pt (with the test scores) half written.
-
-    engine/run.py, Run.resume, would need: refuse only ``state["epoch"] > config.epochs`` or
-    ``state["epoch"] == config.epochs and "test" in state``; the loop is then empty and the run
-    finishes (test split, last.pt with its scores, run_finished).
-    """
+    """The last moment a kill can hurt: all epochs done, the final last.pt (with the test scores)
+    half written. Resuming runs no epoch: it evaluates the test split and writes the final save."""
     counted = Run.new(RunConfig.for_task("iris", epochs=3, out=str(tmp_path / "count"), **SAVES))
     saves = []
     counted.events.subscribe(lambda e: isinstance(e, CheckpointSaved) and saves.append(e))
@@ -221,6 +208,23 @@ def test_killed_while_writing_the_final_checkpoint_resume_finishes_the_run(cli, 
     resumed = cli("train", "--resume", run_dir)
     assert resumed.code == 0, resumed.err
     assert rundir.status(run_dir) == "finished" and "test" in checkpoint.load(run_dir / rundir.LAST)
+
+
+def test_killed_after_early_stopping_decided_resume_finishes_without_training_more(out, tmp_path):
+    run = Run.new(RunConfig.for_task("diabetes", epochs=300, patience=3, out=str(out), **SAVES))
+    copy = tmp_path / "copy"
+
+    def keep_copy(event):  # the run directory as a kill before the final save would leave it
+        if event.name == "message" and "early stopping" in event.text:
+            shutil.copytree(run.run_dir, copy, ignore=shutil.ignore_patterns(rundir.EVENTS))
+
+    run.events.subscribe(keep_copy)
+    finished = run.start().wait()
+    assert finished.reason == "early_stopping"
+    resumed = Run.resume(copy).start()
+    ended = resumed.wait()
+    assert ended.name == "run_finished" and ended.reason == "early_stopping"
+    assert ended.epochs_done == finished.epochs_done and ended.test == finished.test
 
 
 def test_a_torn_last_line_of_events_does_not_swallow_the_next_record(out):
