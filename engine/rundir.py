@@ -124,10 +124,11 @@ class RunWriter:
         is recorded if the disk allows and never raises, so the front end still hears the end."""
         try:
             with _writing(self.run_dir):
-                self._events.write(json.dumps(event.to_dict()) + "\n")
+                record = event.to_dict()
+                self._events.write(json.dumps(record) + "\n")
                 if isinstance(event, EpochEnded):
                     with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="") as handle:
-                        csv.writer(handle, lineterminator="\n").writerow(self._row(event.to_dict()))
+                        csv.writer(handle, lineterminator="\n").writerow(self._row(record))
         except CheckpointError:
             if not event.terminal:
                 raise

@@ -65,9 +65,15 @@ def test_event_stream_order_and_contents(out):
     assert [e.epoch for e in epochs] == [1, 2, 3]
     for e in epochs:
         assert set(e.metrics) == {"accuracy"} and e.samples == 124 and e.seconds > 0 and e.lr == 0.01
-    # the last batch of every epoch is always reported
-    last_batches = [e for e in events if e.name == "batch" and e.batch == e.batches]
-    assert [e.epoch for e in last_batches] == [1, 2, 3]
+    # batch events: the run's first batch, then at most one each BATCH_EVENT_INTERVAL, never
+    # after their epoch's event (which is what tells that an epoch is complete)
+    batches = [e for e in events if e.name == "batch"]
+    assert (batches[0].epoch, batches[0].batch) == (1, 1)
+    assert len(batches) <= 1 + (events[-1].time - events[0].time) / 0.1 + 1
+    for e in batches:
+        position = events.index(e)
+        assert position < events.index(epochs[e.epoch - 1])
+        assert e.epoch == 1 or events.index(epochs[e.epoch - 2]) < position
 
 
 def test_events_can_be_read_with_async_for(out):
@@ -309,10 +315,17 @@ def test_auto_device_prefers_cuda_when_available():
     assert resolve_device("auto").type == expected
 
 
-def test_batch_events_report_finite_progress(out):
+def test_a_run_leaves_torchs_thread_setting_as_it_found_it(out):
+    before = torch.get_num_threads()
+    train(out, "iris", epochs=2)  # a tiny model trains on one thread
+    assert torch.get_num_threads() == before
+
+
+def test_batch_events_report_finite_progress(out, monkeypatch):
+    monkeypatch.setattr("engine.run.BATCH_EVENT_INTERVAL", 0.0)  # report every batch
     run, events = train(out, "digits", epochs=1)
     batches = [e for e in events if e.name == "batch"]
-    assert batches[-1].batch == batches[-1].batches == 20
+    assert [e.batch for e in batches] == list(range(1, 21)) and batches[-1].batches == 20
     assert all(math.isfinite(e.loss) and e.samples_per_s > 0 for e in batches)
     assert batches[-1].eta_s == 0
 

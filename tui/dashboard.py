@@ -223,6 +223,9 @@ class DashboardScreen(Screen):
         self.query_one("#overall-bar", ProgressBar).update(progress=(event.epoch - 1) * event.batches + event.batch)
 
     def on_epoch(self, event: EpochEnded) -> None:
+        bar = self.query_one("#epoch-bar", ProgressBar)  # batch events come only every 0.1 s
+        bar.update(progress=bar.total or 0)
+        self.query_one("#overall-bar", ProgressBar).update(progress=event.epoch * (bar.total or 0))
         self.query_one(EpochTable).queue_epoch(event.to_dict(), improved=event.improved)
         self.query_one(LossCurve).add(event.train_loss, event.val_loss)
 

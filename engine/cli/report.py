@@ -159,6 +159,9 @@ class RichReporter:
         self.progress.update(self.total_task, completed=(event.epoch - 1) * event.batches + event.batch)
 
     def _epoch(self, event: EpochEnded) -> None:
+        total = self.progress.tasks[self.epoch_task].total or 0  # batch events come only every 0.1 s
+        self.progress.update(self.epoch_task, completed=total)
+        self.progress.update(self.total_task, completed=event.epoch * total)
         if not self.columns:
             self.columns = ["epoch", "train_loss", "val_loss", *event.metrics, "lr", "time"]
             self.widths = [max(len(c), 8) for c in self.columns]
