@@ -267,6 +267,8 @@ class Run:
             lost = self.world.lost(exc)
             self.lost_peer = lost is not None
             self._fail(lost or f"{type(exc).__name__}: {exc}", "" if lost else traceback.format_exc())
+        finally:
+            self.data.close()  # its DataLoader workers stop now, not whenever the run is collected
 
     @contextmanager
     def _threads(self):

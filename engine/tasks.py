@@ -142,6 +142,9 @@ class Split:
         in order, in eval mode."""
         return outputs_of(model, self.x[shard(len(self), *part)] if part else self.x)
 
+    def close(self) -> None:
+        """Nothing to stop: a tensor split has no worker processes (see FolderSplit.close)."""
+
 
 @dataclass
 class TaskData:
@@ -151,6 +154,11 @@ class TaskData:
 
     def sizes(self) -> dict[str, int]:
         return {name: len(split) for name, split in self.splits.items()}
+
+    def close(self) -> None:
+        """Stop the splits' DataLoader workers (a run does when it ends)."""
+        for split in self.splits.values():
+            split.close()
 
 
 def _sklearn(loader: Callable) -> Callable[[Any], RawData]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import multiprocessing
 
 import numpy as np
 import pytest
@@ -55,6 +56,17 @@ def test_a_folder_of_class_folders_trains_to_high_accuracy(out, tmp_path):
     assert meta.class_names == list(sorted(SHAPES)) and meta.kind == "multiclass"
     assert meta.input_shape == [3, 32, 32] and meta.image_mode == "RGB"
     assert finished.name == "run_finished" and finished.test["accuracy"] >= 0.95
+
+
+def test_a_run_stops_its_dataloader_workers_when_it_ends(out, tmp_path, monkeypatch):
+    monkeypatch.setattr("engine.folders.WORKERS_FROM", 10)  # workers even for this small folder
+    folder = make_folder(tmp_path / "shapes", per_class=20)
+    run = Run.new(RunConfig.for_task("image-folder", data_dir=str(folder), image_size=16, epochs=2, out=str(out)))
+    run.start()
+    list(run.events)
+    assert run.wait().name == "run_finished"
+    # left to the garbage collector, they would be stopped by whatever thread collects the run
+    assert multiprocessing.active_children() == []
 
 
 def test_train_val_test_folders_are_used_as_given(out, tmp_path):
