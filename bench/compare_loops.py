@@ -24,7 +24,7 @@ warm-up, excluded), ``torchdeck --help`` wall time, the time from ``torchdeck tr
 batch event, the TUI dashboard against headless for the same run (bench/tui_vs_headless.py), and
 this machine's GEMM throughput for the MNIST MLP step's shapes.
 
-    python bench/compare_loops.py [--repeats 3] [--mnist-epochs 5] [--data-dir DIR] [--no-convnet]
+    python bench/compare_loops.py [--repeats 5] [--mnist-epochs 5] [--data-dir DIR] [--no-convnet]
                                   [--no-speed-options] [--no-tui]
 """
 
@@ -485,7 +485,7 @@ def line(name: str, results: list[dict], key: str = "wall") -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--data-dir", default=str(DEFAULT_MNIST), help="MNIST IDX files (default: %(default)s)")
     parser.add_argument("--mnist-epochs", type=int, default=5, help="the preset's 5 by default")
     parser.add_argument("--iris-epochs", type=int, default=100, help="the preset's 100 by default")
