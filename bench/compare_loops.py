@@ -613,7 +613,9 @@ def main() -> None:
                         results[name].append(run_engine(conv, time_loading=True))
                     else:
                         results[name].append(run_seed_folder(conv, conv_data, folder))
-            for name, label in (("engine", "engine (DataLoader, workers)"), ("seeds", "seeds' loop (num_workers=0)")):
+            workers = conv_data.splits["train"].loader.num_workers
+            for name, label in (("engine", f"engine (DataLoader, {workers} workers)"),
+                                ("seeds", "seeds' loop (num_workers=0)")):
                 rs = results[name]
                 value = median([r["samples"] / r["train"] for r in rs])
                 load = median([r["loading"] for r in rs])
