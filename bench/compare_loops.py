@@ -35,7 +35,6 @@ import gzip
 import io
 import json
 import os
-import shutil
 import statistics
 import struct
 import subprocess
@@ -645,8 +644,8 @@ def main() -> None:
             times = alternate({"headless": lambda: headless(config),
                                "tui": lambda: on_dashboard(config, (120, 36))}, args.repeats)
             tui_ratio = median(times["tui"]) / median(times["headless"])
-            print(f"\nTUI dashboard (Textual headless driver, 120x36) against headless, digits 150 epochs "
-                  f"(~70 epochs/s: the most events per second of the presets)")
+            print("\nTUI dashboard (Textual headless driver, 120x36) against headless, digits 150 epochs "
+                  "(~70 epochs/s: the most events per second of the presets)")
             for name, values in times.items():
                 print(f"  {name:9} run_started -> run_finished median {median(values):.2f}s   "
                       f"runs {', '.join(f'{v:.2f}' for v in values)}")

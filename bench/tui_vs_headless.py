@@ -40,7 +40,7 @@ def on_dashboard(config: RunConfig, size: tuple[int, int]) -> float:
     app.new_run = lambda config_=None: app.start_run(config)  # open straight on the dashboard
 
     async def drive() -> float:
-        async with app.run_test(size=size) as pilot:
+        async with app.run_test(size=size):
             while True:
                 await asyncio.sleep(0.2)
                 screen = app.screen

@@ -3,7 +3,6 @@ through the real engine, predicted through the CLI, and every bad table explaine
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import json
 from pathlib import Path

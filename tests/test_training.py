@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import train
-from engine import checkpoint, inference
+from engine import inference
 from engine.config import RunConfig
 from engine.errors import ConfigError
 from engine.events import EpochEnded, RunFailed, RunFinished, RunStarted, RunStopped
