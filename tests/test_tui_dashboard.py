@@ -45,7 +45,7 @@ def dashboard_app(tmp_path, config: RunConfig) -> TorchdeckApp:
 
 
 def test_a_run_on_the_dashboard(tmp_path):
-    config = RunConfig.for_task("iris", epochs=12, out=str(tmp_path), name="dash")
+    config = RunConfig.for_task("iris", epochs=12, out=str(tmp_path), name="dash[red]")  # brackets: not markup
 
     async def scenario():
         app = dashboard_app(tmp_path, config)
@@ -59,11 +59,12 @@ def test_a_run_on_the_dashboard(tmp_path):
             assert len(screen.query_one(LossCurve).val) == 12
             assert screen.ended.name == "run_finished"
             assert "finished after 12 epochs" in result_text(screen)
+            assert f"{tmp_path}/dash[red]/best.pt" in result_text(screen)
             await until(pilot, lambda: "confusion matrix" in result_text(screen))
             assert "setosa" in result_text(screen)
 
     asyncio.run(scenario())
-    assert (tmp_path / "dash" / "best.pt").exists() and (tmp_path / "dash" / "last.pt").exists()
+    assert (tmp_path / "dash[red]" / "best.pt").exists() and (tmp_path / "dash[red]" / "last.pt").exists()
 
 
 def test_pause_resume_and_stop_from_the_keyboard(tmp_path):

@@ -114,7 +114,7 @@ class Dialog(ModalScreen):
     BINDINGS = [Binding("escape", "dismiss", "close")]
 
     def show_error(self, text: str) -> None:
-        self.query_one("#error", Static).update(text)
+        self.query_one("#error", Static).update(Text(text))  # plain text: a path or '.[onnx]' is not markup
 
 
 class ConfirmDialog(Dialog):
@@ -522,7 +522,7 @@ class BrowserScreen(Jobs, Screen):
         self.set_interval(self.REFRESH_SECONDS, self._poll)
 
     def show_error(self, text: str) -> None:
-        self.notify(text, severity="error", timeout=8)
+        self.notify(text, severity="error", timeout=8, markup=False)
 
     # --- the list -----------------------------------------------------------------------
 

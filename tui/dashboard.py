@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Callable
 
 from rich.console import Group
+from rich.markup import escape
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -183,7 +184,7 @@ class DashboardScreen(Screen):
             if event.kind == "best":
                 self.log_line(f"best.pt saved (epoch {event.epoch})")
         elif isinstance(event, Message):
-            self.log_line(event.text if event.level == "info" else f"[yellow]{event.text}[/]")
+            self.log_line(escape(event.text) if event.level == "info" else f"[yellow]{escape(event.text)}[/]")
         elif isinstance(event, RunFinished):
             self.on_finished(event)
         elif isinstance(event, RunStopped):
@@ -206,9 +207,9 @@ class DashboardScreen(Screen):
                   "processes": event.world_size}
         self.query_one(DevicePanel).show(device, local=self.source.control is not None)
         verb = "resumed" if event.resumed_from else "started"
-        self.log_line(f"run {verb}: {event.run_dir}")
+        self.log_line(f"run {verb}: {escape(event.run_dir)}")
         if event.resumed_from:
-            self.log_line(f"from {event.resumed_from}, after epoch {event.start_epoch}")
+            self.log_line(f"from {escape(event.resumed_from)}, after epoch {event.start_epoch}")
             history = self.source.earlier_epochs(event.start_epoch)
             self.query_one(EpochTable).show_history(history)
             self.query_one(LossCurve).show_history(history)
@@ -231,10 +232,11 @@ class DashboardScreen(Screen):
 
     def on_finished(self, event: RunFinished) -> None:
         self.ended = event
-        self.log_line(f"[green]{finished_text(event)}[/]")
+        text, run_dir = escape(finished_text(event)), escape(event.run_dir)
+        self.log_line(f"[green]{text}[/]")
         self.show_result(
-            f"[b green]{finished_text(event)}[/]\n"
-            f"best.pt {event.run_dir}/best.pt\nlast.pt {event.run_dir}/last.pt\n"
+            f"[b green]{text}[/]\n"
+            f"best.pt {run_dir}/best.pt\nlast.pt {run_dir}/last.pt\n"
             "[dim]e evaluate on test · b checkpoint browser · n new run · q quit[/]"
         )
         if "accuracy" in event.test:  # classifiers: show the confusion matrix too
@@ -242,14 +244,16 @@ class DashboardScreen(Screen):
 
     def on_stopped(self, event: RunStopped) -> None:
         self.ended = event
-        self.log_line(f"[yellow]{stopped_text(event)}[/]")
-        self.show_result(f"[b yellow]stopped[/] {stopped_text(event)}\n"
+        text = escape(stopped_text(event))
+        self.log_line(f"[yellow]{text}[/]")
+        self.show_result(f"[b yellow]stopped[/] {text}\n"
                          "[dim]b checkpoint browser (resume from there) · n new run · q quit[/]")
         if self.quitting:
             self.app.exit()
 
     def show_failure(self, message: str) -> None:
         self.ended = self.ended or RunFailed(message=message)
+        message = escape(message)  # a path or a range such as [0, 1) is text, not markup
         self.log_line(f"[red]run failed: {message}[/]")
         result = self.query_one("#result", Static)
         result.add_class("failed")
@@ -274,7 +278,7 @@ class DashboardScreen(Screen):
         try:
             result = evaluate(load(self.run_dir), "test")
         except TorchdeckError as exc:
-            self.app.call_from_thread(self.log_line, f"[red]evaluation failed: {exc}[/]")
+            self.app.call_from_thread(self.log_line, f"[red]evaluation failed: {escape(str(exc))}[/]")
             return
         self.app.call_from_thread(self.show_evaluation, result)
 
