@@ -454,6 +454,34 @@ def alternate(loops: dict, repeats: int) -> dict[str, list[dict]]:
     return results
 
 
+def engine_and_hand(config: RunConfig, data) -> dict:
+    """The engine and the hand-written loop's three forms, ready for :func:`alternate`."""
+    return {
+        "engine": lambda: run_engine(config),
+        "hand": lambda: run_hand(config, data),
+        "hand-default": lambda: run_hand(config, data, engines_optimizer=False),
+        "hand-thread": lambda: in_thread(run_hand, config, data),
+    }
+
+
+def engine_and_hand_rates(results: dict[str, list[dict]]) -> dict[str, float]:
+    """Print the engine's and the hand-written loops' samples/s; the medians by name."""
+    return {
+        "e_wall": line("engine (wall, incl. checkpoints)", results["engine"]),
+        "h_wall": line("hand-written, engine's optimizer", results["hand"]),
+        "d_wall": line("hand-written, torch.optim defaults", results["hand-default"]),
+        "t_wall": line("hand-written, in a worker thread", results["hand-thread"]),
+        "e_train": line("engine (batches only)", results["engine"], "train"),
+        "h_train": line("hand, engine's optimizer (batches)", results["hand"], "train"),
+    }
+
+
+def ratios(rates: dict[str, float]) -> str:
+    return (f"{rates['e_wall'] / rates['h_wall']:.3f}   (batches only {rates['e_train'] / rates['h_train']:.3f}; "
+            f"against torch.optim defaults {rates['e_wall'] / rates['d_wall']:.3f}; against the hand loop in a "
+            f"worker thread, where the engine trains, {rates['e_wall'] / rates['t_wall']:.3f})")
+
+
 def print_saves(engine_runs: list[dict]) -> None:
     run = engine_runs[0]
     print(f"  engine checkpoint writes: {run['save_count']} per run (save_every "
@@ -524,34 +552,22 @@ def main() -> None:
               f"{mnist.epochs} epochs (preset {RunConfig.for_task('mnist').epochs}), {source}; "
               f"train/val/test {'/'.join(str(v) for v in data.sizes().values())}; {args.repeats} repeats, "
               f"order rotated each repeat")
-        results = alternate({
-            "engine": lambda: run_engine(mnist),
-            "hand": lambda: run_hand(mnist, data),
-            "hand-default": lambda: run_hand(mnist, data, engines_optimizer=False),
-            "hand-thread": lambda: in_thread(run_hand, mnist, data),
-            "seeds": lambda: run_seeds(mnist, data, train_set, val_set),
-        }, args.repeats)
+        results = alternate({**engine_and_hand(mnist, data),
+                             "seeds": lambda: run_seeds(mnist, data, train_set, val_set)}, args.repeats)
         engine_r, hand_r, seeds_r = results["engine"], results["hand"], results["seeds"]
         print(" samples/s over wall time (engine: run_started -> last epoch event; others: their whole loop "
-              "incl. validation)")
-        e_wall = line("engine (wall, incl. checkpoints)", engine_r)
-        h_wall = line("hand-written, engine's optimizer", hand_r)
-        d_wall = line("hand-written, torch.optim defaults", results["hand-default"])
-        t_wall = line("hand-written, in a worker thread", results["hand-thread"])
+              "incl. validation), then over the batches only (engine: sum of epoch events' seconds)")
+        rates = engine_and_hand_rates(results)
         s_wall = line("seeds' DataLoader loop", seeds_r)
-        print(" samples/s over the batches only (engine: sum of epoch events' seconds)")
-        e_train = line("engine (batches only)", engine_r, "train")
-        h_train = line("hand, engine's optimizer (batches)", hand_r, "train")
         s_train = line("seeds' loop (batches only)", seeds_r, "train")
         print_saves(engine_r)
         print(f"  seeds' loop: {median([r['loading'] for r in seeds_r]):.2f}s of {median([r['train'] for r in seeds_r]):.2f}s "
               f"training time waiting for the DataLoader (PIL + ToTensor + Normalize per sample)")
         print(f"  final val accuracy: hand {hand_r[-1]['accuracy']:.4f}  seeds {seeds_r[-1]['accuracy']:.4f}")
-        print(f"  RATIO engine/hand (wall, the ratio the goal uses) {e_wall / h_wall:.3f}   "
-              f"(batches only {e_train / h_train:.3f}; against torch.optim defaults {e_wall / d_wall:.3f}; "
-              f"against the hand loop in a worker thread, as the engine trains, {e_wall / t_wall:.3f})")
-        print(f"  RATIO engine/seeds (wall) {e_wall / s_wall:.2f}x   (batches only {e_train / s_train:.2f}x)")
-        mnist_rates = dict(e_wall=e_wall, h_wall=h_wall, s_wall=s_wall, e_train=e_train)
+        print(f"  RATIO engine/hand (wall, the ratio the goal uses) {ratios(rates)}")
+        print(f"  RATIO engine/seeds (wall) {rates['e_wall'] / s_wall:.2f}x   "
+              f"(batches only {rates['e_train'] / s_train:.2f}x)")
+        mnist_rates = {**rates, "s_wall": s_wall}
         if args.speed_options:
             speed_options(mnist)
 
@@ -561,28 +577,17 @@ def main() -> None:
         print(f"\nIris preset: mlp {iris.hidden} dropout {iris.dropout}, batch {iris.batch_size}, {iris.optimizer} "
               f"lr {iris.lr:g}, step scheduler, {iris.epochs} epochs; train/val/test "
               f"{'/'.join(str(v) for v in iris_data.sizes().values())}")
-        results = alternate({
-            "engine": lambda: run_engine(iris),
-            "hand": lambda: run_hand(iris, iris_data),
-            "hand-default": lambda: run_hand(iris, iris_data, engines_optimizer=False),
-            "hand-thread": lambda: in_thread(run_hand, iris, iris_data),
-        }, args.repeats)
+        results = alternate(engine_and_hand(iris, iris_data), args.repeats)
         engine_r, hand_r = results["engine"], results["hand"]
-        e_wall = line("engine (wall, incl. checkpoints)", engine_r)
-        h_wall = line("hand-written, engine's optimizer", hand_r)
-        d_wall = line("hand-written, torch.optim defaults", results["hand-default"])
-        t_wall = line("hand-written, in a worker thread", results["hand-thread"])
-        e_train = line("engine (batches only)", engine_r, "train")
-        h_train = line("hand, engine's optimizer (batches)", hand_r, "train")
+        rates = engine_and_hand_rates(results)
         window = median([r["wall"] for r in engine_r])
         print(f"  engine window {window:.3f}s: batches {median([r['train'] for r in engine_r]):.3f}s, checkpoint "
               f"writes {median([r['saves'] for r in engine_r]):.3f}s, rest (validation, metrics, snapshots, events) "
               f"{median([r['wall'] - r['saves'] - r['train'] for r in engine_r]):.3f}s; hand-written: batches "
               f"{median([r['train'] for r in hand_r]):.3f}s of {median([r['wall'] for r in hand_r]):.3f}s")
         print_saves(engine_r)
-        print(f"  RATIO engine/hand (wall) {e_wall / h_wall:.3f}   (batches only {e_train / h_train:.3f}; "
-              f"against torch.optim defaults {e_wall / d_wall:.3f}; in a worker thread {e_wall / t_wall:.3f})")
-        iris_rates = dict(e_wall=e_wall, h_wall=h_wall)
+        print(f"  RATIO engine/hand (wall) {ratios(rates)}")
+        iris_rates = rates
 
         # --- GEMM bound ---
         print("\nGEMM throughput for the MNIST MLP step (batch 64), one GEMM at a time")
