@@ -6,10 +6,10 @@ repeats) and the ratios between the loops:
 1. ``engine``: ``Run.new(RunConfig.for_task(...)).start()``, events consumed by the CLI's plain
    reporter (output discarded). Its rate is taken over the wall time from ``run_started`` to the
    last ``epoch`` event (training, per-epoch validation, and the checkpoints of every epoch but
-   the last); the time spent in ``engine.checkpoint.save`` inside that window is measured by a
+   the last); the time spent in ``engine.store.checkpoint.save`` inside that window is measured by a
    wrapper and shown apart, as is the sum of the epoch events' ``seconds`` (batches only).
 2. ``hand``: a plain PyTorch loop over the engine's own split tensors, batched by index, with the
-   same model (``engine.models.build_model``), optimizer, scheduler, epochs and epoch-end validation;
+   same model (``engine.train.models.build_model``), optimizer, scheduler, epochs and epoch-end validation;
    once with the engine's optimizer (fused Adam: the like-for-like comparison the goal uses),
    once with ``torch.optim.Adam``'s defaults, as a tutorial writes it, and once (the engine's
    optimizer) in a worker thread, where the engine trains: from a non-main thread the same loop
@@ -50,15 +50,15 @@ import numpy as np
 import torch
 from torch import nn
 
-import engine.checkpoint
-import engine.run
-from engine.cli.report import PlainReporter
+import engine.store.checkpoint
+import engine.train.run
+from cli.report import PlainReporter
 from engine.config import RunConfig
+from engine.data.tasks import load_task
 from engine.events import EpochEnded, RunFailed, RunFinished, RunStarted
-from engine.models import build_model
-from engine.optim import OPTIMIZERS
-from engine.run import Run
-from engine.tasks import load_task
+from engine.train.models import build_model
+from engine.train.optim import OPTIMIZERS
+from engine.train.run import Run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tui_vs_headless import headless, on_dashboard  # noqa: E402  (a sibling script)
@@ -69,7 +69,7 @@ DEFAULT_MNIST = REPO.parent / "shared" / "data" / "mnist-t10k"
 # --- timing wrappers around the engine's checkpoint writes (this process only) -------------------
 
 SPANS: dict[str, list[tuple[float, float]]] = {"save": [], "fsync": []}
-_save, _fsync = engine.checkpoint.save, os.fsync
+_save, _fsync = engine.store.checkpoint.save, os.fsync
 
 
 def _timed_save(*args, **kwargs):
@@ -89,7 +89,7 @@ def _timed_fsync(fd):
             SPANS["fsync"].append((start, time.time()))
 
 
-engine.checkpoint.save = _timed_save  # run.py calls checkpoint.save through the module
+engine.store.checkpoint.save = _timed_save  # run.py calls checkpoint.save through the module
 os.fsync = _timed_fsync
 
 
@@ -413,7 +413,7 @@ def in_thread(function, *args):
 
 def torchdeck_exe() -> list[str]:
     exe = Path(sys.executable).parent / "torchdeck"
-    return [str(exe)] if exe.exists() else [sys.executable, "-m", "engine.cli"]
+    return [str(exe)] if exe.exists() else [sys.executable, "-m", "cli"]
 
 
 def help_time(count: int = 5) -> list[float]:

@@ -16,9 +16,9 @@ import io
 import statistics
 import tempfile
 
-from engine.cli.report import PlainReporter
+from cli.report import PlainReporter
 from engine.config import RunConfig
-from engine.run import Run
+from engine.train.run import Run
 
 
 def headless(config: RunConfig) -> float:

@@ -21,15 +21,15 @@ _EXPORTS = {
     "ConfigError": "engine.errors",
     "DataError": "engine.errors",
     "CheckpointError": "engine.errors",
-    "Run": "engine.run",
-    "start": "engine.run",
-    "Control": "engine.control",
+    "Run": "engine.train.run",
+    "start": "engine.train.run",
+    "Control": "engine.train.control",
     "EventStream": "engine.events",
-    "TASKS": "engine.tasks",
-    "MODELS": "engine.models",
-    "OPTIMIZERS": "engine.optim",
-    "SCHEDULERS": "engine.optim",
-    "LOSSES": "engine.losses",
+    "TASKS": "engine.data.tasks",
+    "MODELS": "engine.train.models",
+    "OPTIMIZERS": "engine.train.optim",
+    "SCHEDULERS": "engine.train.optim",
+    "LOSSES": "engine.train.losses",
 }
 
 __all__ = ["__version__", *_EXPORTS]

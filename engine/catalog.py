@@ -40,7 +40,7 @@ class Catalog(Mapping[str, E], Generic[E]):
         """The entry called ``name``; a :class:`ConfigError` naming the choices otherwise."""
         try:
             return self._entries[name]
-        except KeyError:
+        except (KeyError, TypeError):  # TypeError: a list or table from a TOML file is no name
             raise ConfigError(
                 f"{field or self.kind}: '{name}' is not a known {self.kind}; "
                 f"choose one of {', '.join(self._entries)}{did_you_mean(name, self._entries)}"

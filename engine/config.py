@@ -30,12 +30,12 @@ DEFAULT_TASK = "iris"
 # Catalog each name-valued option is checked against; imported on first use because the
 # catalogs import torch and `import engine.config` must stay cheap for the CLI.
 _CATALOGS = {
-    "task": ("engine.tasks", "TASKS"),
-    "model": ("engine.models", "MODELS"),
-    "activation": ("engine.models", "ACTIVATIONS"),
-    "optimizer": ("engine.optim", "OPTIMIZERS"),
-    "scheduler": ("engine.optim", "SCHEDULERS"),
-    "loss": ("engine.losses", "LOSSES"),
+    "task": ("engine.data.tasks", "TASKS"),
+    "model": ("engine.train.models", "MODELS"),
+    "activation": ("engine.train.models", "ACTIVATIONS"),
+    "optimizer": ("engine.train.optim", "OPTIMIZERS"),
+    "scheduler": ("engine.train.optim", "SCHEDULERS"),
+    "loss": ("engine.train.losses", "LOSSES"),
 }
 
 

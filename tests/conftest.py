@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from engine.config import RunConfig
-from engine.run import Run
+from engine.train.run import Run
 
 
 @pytest.fixture
@@ -26,6 +27,16 @@ def train(out: Path, task: str = "iris", **options):
     return run, events
 
 
+class Payload:
+    """Unpickling this runs ``os.system`` to create a marker file."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
 @dataclass
 class Result:
     code: int
@@ -36,7 +47,7 @@ class Result:
 @pytest.fixture
 def cli(capsys, monkeypatch, tmp_path):
     """Run ``torchdeck ARGS`` in this process, from tmp_path; a Result with exit code and output."""
-    from engine.cli.main import main
+    from cli.main import main
 
     monkeypatch.chdir(tmp_path)
 

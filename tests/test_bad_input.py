@@ -22,16 +22,15 @@ import numpy as np
 import pytest
 import tomli_w
 import torch
+from conftest import Payload, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from conftest import Result
-from engine import checkpoint, rundir
-from engine.cli.main import main
+from cli.main import main
 from engine.config import RunConfig, catalog, option_names
-from engine.run import Run
-from test_checkpoint import Payload
+from engine.store import checkpoint, rundir
+from engine.train.run import Run
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -539,7 +538,7 @@ def test_unusable_image_folders_are_one_line(tmp_path, monkeypatch):
 
 def test_a_broken_image_found_by_a_dataloader_worker_fails_the_run_in_one_line(tmp_path, monkeypatch):
     """Only headers are checked up front: pixels damaged past one turn up mid-epoch, in a worker."""
-    import engine.folders as folders
+    import engine.data.folders as folders
 
     monkeypatch.setattr(folders, "STATS_SAMPLE", 1)
     monkeypatch.setattr(folders, "_workers", lambda images, device: 2)  # workers even on a 2-core CPU

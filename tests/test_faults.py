@@ -24,12 +24,12 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import train
-from engine import checkpoint, rundir
+
 from engine.config import RunConfig
 from engine.events import CheckpointSaved, RunFailed
-from engine.run import Run
+from engine.store import checkpoint, rundir
+from engine.train.run import Run
 
 # Checkpoints are written every `save_every` seconds (and at every stop, failure and end). The
 # guarantees hold at any rate; these tests ask for frequent writes so that there is something to keep.
@@ -55,7 +55,7 @@ def stalling_save(payload, handle, *args, **kwargs):
     open(os.environ["TORCHDECK_TEST_STALLED"], "w").close()
     time.sleep(600)
 torch.save = stalling_save
-from engine.cli.main import main
+from cli.main import main
 main()
 """]
 
@@ -281,6 +281,7 @@ def test_watch_dashboard_shows_a_killed_run_as_failed(killed):
     import asyncio
 
     from test_tui_dashboard import SIZE, result_text, until
+
     from tui.app import TorchdeckApp
     from tui.dashboard import DashboardScreen
 

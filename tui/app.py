@@ -49,14 +49,14 @@ class TorchdeckApp(App):
         self._show(WizardScreen(out=self.out, config=config))
 
     def start_run(self, config: RunConfig) -> None:
-        from engine.run import Run
+        from engine.train.run import Run
         from tui.dashboard import DashboardScreen
         from tui.sources import LiveRun
 
         self._show(DashboardScreen(lambda: LiveRun(Run.new(config)), config=config))
 
     def resume_run(self, path: str | Path, **changes: Any) -> None:
-        from engine.run import Run
+        from engine.train.run import Run
         from tui.dashboard import DashboardScreen
         from tui.sources import LiveRun
 

@@ -3,7 +3,7 @@
 The list comes from ``rundir.list_runs`` (config.toml and events.jsonl, never a checkpoint), so
 it stays quick however large the models are, and it refreshes itself while runs train in other
 processes. Whatever loads a checkpoint (details, evaluate, predict) runs in a thread worker, and
-an engine error there becomes a message on screen, never a crash. ``engine.inference`` is
+an engine error there becomes a message on screen, never a crash. ``engine.use.inference`` is
 imported inside those workers: it imports torch, which would otherwise hold up the first frame.
 """
 
@@ -14,8 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
-from rich.columns import Columns
 from rich.cells import cell_len
+from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
@@ -25,13 +25,23 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import (
-    Button, DataTable, Footer, Header, Input, Label, Static, Tab, TabbedContent, TabPane, Tabs,
+    Button,
+    DataTable,
+    Footer,
+    Header,
+    Input,
+    Label,
+    Static,
+    Tab,
+    TabbedContent,
+    TabPane,
+    Tabs,
 )
 from textual.worker import Worker, WorkerState
 
-from engine import rundir
-from engine.cli.report import fmt, metrics_text
 from engine.errors import TorchdeckError
+from engine.store import rundir
+from engine.text import fmt, metrics_text
 from tui.widgets import EpochTable, LossCurve, confusion_table
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "bold cyan"}
@@ -40,8 +50,8 @@ RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "export", "delete"}
 
 
 def _inference():
-    """``engine.inference``, imported on first use, in a worker thread (it imports torch)."""
-    from engine import inference
+    """``engine.use.inference``, imported on first use, in a worker thread (it imports torch)."""
+    from engine.use import inference
 
     return inference
 
@@ -337,7 +347,7 @@ def _prediction(item: dict[str, Any]) -> RenderableType:
 class ExportDialog(RunDialog):
     """Export the model in a format picked with a button; the files written and the check show below.
 
-    ``engine.export`` verifies the file before keeping it, so what shows here has been loaded
+    ``engine.use.export`` verifies the file before keeping it, so what shows here has been loaded
     back and compared with the checkpoint's model.
     """
 
@@ -391,8 +401,8 @@ class ExportDialog(RunDialog):
 
 
 def _exporter():
-    """``engine.export``, imported on first use: it imports torch, which loading the checkpoint did first."""
-    from engine import export
+    """``engine.use.export``, imported on first use: it imports torch, which loading the checkpoint did first."""
+    from engine.use import export
 
     return export
 

@@ -22,13 +22,20 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Static
 
-from engine.cli.report import finished_text, fmt, metrics_text, started_text, stopped_text
 from engine.errors import TorchdeckError
 from engine.events import (
-    BatchProgress, CheckpointSaved, EpochEnded, Event, Message, RunFailed, RunFinished, RunStarted, RunStopped,
+    BatchProgress,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    Message,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
 )
+from engine.text import finished_text, fmt, metrics_text, started_text, stopped_text
 from tui.widgets import DevicePanel, EpochTable, LossCurve, confusion_table
-
 
 POLL_SECONDS = 0.25
 
@@ -273,7 +280,7 @@ class DashboardScreen(Screen):
 
     @work(thread=True, exit_on_error=False, group="evaluate")
     def evaluate_best(self) -> None:
-        from engine.inference import evaluate, load
+        from engine.use.inference import evaluate, load
 
         try:
             result = evaluate(load(self.run_dir), "test")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine import rundir
-from engine.control import Control
 from engine.events import Event, RunFailed, event_from_dict
+from engine.store import rundir
+from engine.train.control import Control
 
 
 class LiveRun:

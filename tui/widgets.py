@@ -10,7 +10,7 @@ from rich.table import Table
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from engine.cli.report import fmt
+from engine.text import fmt
 
 
 class LossCurve(PlotextPlot):

@@ -23,14 +23,33 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widget import Widget
-from textual.widgets import ContentSwitcher, Footer, Header, Input, Label, OptionList, Select, Static, Switch, TextArea
+from textual.widgets import (
+    ContentSwitcher,
+    Footer,
+    Header,
+    Input,
+    Label,
+    OptionList,
+    Select,
+    Static,
+    Switch,
+    TextArea,
+)
 from textual.widgets.option_list import Option
 
-from engine.config import RunConfig, catalog, command_line, default_value, option_help, option_names
+from engine.config import (
+    RunConfig,
+    catalog,
+    command_line,
+    default_value,
+    option_help,
+    option_names,
+)
+from engine.data.split import TaskData
+from engine.data.tasks import load_task
 from engine.device import device_name, resolve_device
 from engine.errors import ConfigError, DataError
-from engine.models import build_model, count_parameters
-from engine.tasks import TaskData, load_task
+from engine.train.models import build_model, count_parameters
 
 STEPS = ("task", "model", "training", "review")
 

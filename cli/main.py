@@ -1,0 +1,384 @@
+"""The ``torchdeck`` command: a thin Typer layer over the engine.
+
+Only Typer and the standard library are imported at module level; torch is imported inside the
+commands that train or read checkpoints, so ``torchdeck --help`` starts fast.
+
+Exit codes: 0 done, 1 the run failed, 2 bad input (one line on stderr, no traceback),
+128 + signal number when a signal stopped a run (130 for Ctrl+C).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from typer import Abort
+
+from engine.config import option_help, option_names
+from engine.errors import TorchdeckError
+from engine.store.rundir import resume_command
+
+try:  # Typer >= 0.29 vendors Click
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - older Typer with Click installed beside it
+    from click.exceptions import ClickException
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+app = typer.Typer(
+    name="torchdeck",
+    help="Train, watch and inspect PyTorch models from the terminal.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from engine import __version__
+
+        print(f"torchdeck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    ctx: typer.Context,
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="print the version"),
+) -> None:
+    """Train, watch and inspect PyTorch models from the terminal. With no command: the TUI."""
+    if ctx.invoked_subcommand is None:
+        _run_app()
+
+
+def _run_app(**options) -> None:
+    """Open the Textual app; it needs a terminal (use `torchdeck train` without one)."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise TorchdeckError("the TUI needs a terminal; for headless runs use `torchdeck train` (see --help)")
+    from tui.app import TorchdeckApp
+
+    TorchdeckApp(**options).run()
+
+
+@app.command()
+def tui(out: Path = typer.Option(Path("checkpoints"), "--out", help="folder of run directories")) -> None:
+    """Open the TUI: wizard, live dashboard, checkpoint browser."""
+    _run_app(out=out)
+
+
+@app.command()
+def watch(run_dir: Path = typer.Argument(..., help="run directory written by `torchdeck train`")) -> None:
+    """Open the dashboard on a run started elsewhere; follows it live until it ends."""
+    from engine.store import rundir
+
+    if not (run_dir / rundir.EVENTS).is_file():
+        raise TorchdeckError(f"{run_dir} is not a torchdeck run directory (it holds no {rundir.EVENTS})")
+    _run_app(out=run_dir.parent, watch=run_dir)
+
+
+@app.command()
+def browse(folder: Path = typer.Argument(Path("checkpoints"), help="folder of run directories")) -> None:
+    """Open the checkpoint browser on a folder of runs."""
+    _run_app(out=folder, browse=True)
+
+HELP = option_help()
+
+
+def _opt(name: str, *flags: str, **kwargs) -> typer.models.OptionInfo:
+    return typer.Option(None, *flags, help=HELP[name], show_default=False, **kwargs)
+
+
+@app.command()
+def train(
+    task: Optional[str] = _opt("task", "--task", "-t"),
+    data_dir: Optional[str] = _opt("data_dir", "--data-dir"),
+    target: Optional[str] = _opt("target", "--target"),
+    target_kind: Optional[str] = _opt("target_kind", "--target-kind"),
+    missing: Optional[str] = _opt("missing", "--missing"),
+    image_size: Optional[int] = _opt("image_size", "--image-size"),
+    augment: Optional[bool] = _opt("augment", "--augment/--no-augment"),
+    model: Optional[str] = _opt("model", "--model", "-m"),
+    weights: Optional[str] = _opt("weights", "--weights"),
+    hidden: Optional[str] = _opt("hidden", "--hidden"),
+    activation: Optional[str] = _opt("activation", "--activation"),
+    dropout: Optional[float] = _opt("dropout", "--dropout"),
+    batch_norm: Optional[bool] = _opt("batch_norm", "--batch-norm/--no-batch-norm"),
+    loss: Optional[str] = _opt("loss", "--loss"),
+    optimizer: Optional[str] = _opt("optimizer", "--optimizer", "-o"),
+    lr: Optional[float] = _opt("lr", "--lr"),
+    momentum: Optional[float] = _opt("momentum", "--momentum"),
+    nesterov: Optional[bool] = _opt("nesterov", "--nesterov/--no-nesterov"),
+    weight_decay: Optional[float] = _opt("weight_decay", "--weight-decay"),
+    scheduler: Optional[str] = _opt("scheduler", "--scheduler"),
+    step_size: Optional[int] = _opt("step_size", "--step-size"),
+    gamma: Optional[float] = _opt("gamma", "--gamma"),
+    scheduler_patience: Optional[int] = _opt("scheduler_patience", "--scheduler-patience"),
+    batch_size: Optional[int] = _opt("batch_size", "--batch-size", "-b"),
+    epochs: Optional[int] = _opt("epochs", "--epochs", "-e"),
+    patience: Optional[int] = _opt("patience", "--patience"),
+    min_delta: Optional[float] = _opt("min_delta", "--min-delta"),
+    monitor: Optional[str] = _opt("monitor", "--monitor"),
+    val_fraction: Optional[float] = _opt("val_fraction", "--val-fraction"),
+    test_fraction: Optional[float] = _opt("test_fraction", "--test-fraction"),
+    device: Optional[str] = _opt("device", "--device"),
+    seed: Optional[int] = _opt("seed", "--seed"),
+    out: Optional[str] = _opt("out", "--out"),
+    name: Optional[str] = _opt("name", "--name"),
+    save_every: Optional[float] = _opt("save_every", "--save-every"),
+    amp: Optional[bool] = _opt("amp", "--amp/--no-amp"),
+    compile: Optional[bool] = _opt("compile", "--compile/--no-compile"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
+        "--patience, --min-delta, --save-every, --amp and --compile may change)"
+    ),
+    json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
+    nproc: Optional[int] = typer.Option(
+        None, "--nproc", min=1, help="processes training together on this machine (data-parallel through "
+        "torch.distributed.run; one per GPU on CUDA); --batch-size stays the global batch"),
+    nnodes: int = typer.Option(1, "--nnodes", min=1, help="machines in the job; run the same command on each"),
+    node_rank: int = typer.Option(0, "--node-rank", min=0, help="this machine's number in the job (0 writes the run)"),
+    rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT on machine 0 where the "
+                                                "machines of a job meet"),
+) -> None:
+    """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
+    flags = {key: value for key, value in locals().items() if key in option_names() and value is not None}
+    from cli import launch
+    from cli.report import make_reporter
+    from engine.config import RunConfig
+    from engine.train.distributed import World
+    from engine.train.run import Run
+
+    world = World.from_env()  # torchrun's (rank 0 reports), or this process alone
+    with launch.reported(world, _error):
+        run_config = None
+        if resume is not None and config is not None:
+            raise TorchdeckError("--config cannot be combined with --resume: a resumed run keeps its own config")
+        if resume is None:
+            values = RunConfig.read_toml(config) if config is not None else {}
+            run_config = RunConfig.from_values({**values, **flags})
+        if nproc is not None or nnodes > 1:
+            if world.distributed:
+                raise TorchdeckError("--nproc and --nnodes start the job's processes; a process that torchrun "
+                                     "started takes neither")
+            if run_config is not None:
+                World(size=(nproc or 1) * nnodes).check(run_config)
+            raise typer.Exit(launch.launch(nproc or 1, nnodes, node_rank, rdzv_endpoint,
+                                           launch.worker_args(sys.argv[1:])))
+        if resume is not None:
+            run = Run.resume(resume, world=world, **flags).start()
+        else:
+            if world.is_main:
+                for warning in run_config.ignored(flags):
+                    print(f"torchdeck: warning: {warning}", file=sys.stderr)
+            run = Run.new(run_config, world).start()
+    reporter = make_reporter(json_lines) if world.is_main else launch.Quiet()
+    with _stop_on_signals(run) as received:
+        try:
+            for event in run.events:
+                reporter(event)
+        finally:
+            reporter.close()
+            run.control.stop("the command ended")
+            run.wait()
+    result = run.result
+    code = 0
+    if result is None or result.name == "run_failed":
+        code = EXIT_FAILED
+    elif result.name == "run_stopped":
+        code = 128 + (received[0] if received else signal.SIGINT)
+    launch.leave(world, run, code)  # a process of a job ends here
+    if code:
+        raise typer.Exit(code)
+
+
+class _stop_on_signals:
+    """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once.
+
+    A repeat within a second is ignored: Ctrl+C under a wrapper such as ``timeout`` reaches the
+    process twice at the same moment.
+    """
+
+    SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
+    REPEAT_AFTER = 1.0
+
+    def __init__(self, run):
+        self.run = run
+        self.received: list[int] = []
+        self.first_at = 0.0
+        self.previous = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.received:
+            if time.monotonic() - self.first_at < self.REPEAT_AFTER:
+                return
+            # Checkpoints are written atomically, so quitting now loses nothing already saved.
+            print(f"torchdeck: quitting without waiting; resume with: {resume_command(self.run.run_dir)}",
+                  file=sys.stderr)
+            os._exit(128 + signum)
+        self.received.append(signum)
+        self.first_at = time.monotonic()
+        self.run.control.stop(f"received {signal.Signals(signum).name}")
+
+    def __enter__(self) -> list[int]:
+        for name in self.SIGNALS:
+            number = getattr(signal, name)
+            self.previous[number] = signal.signal(number, self._handle)
+        return self.received
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+
+
+class Catalogs(str, Enum):
+    tasks = "tasks"
+    models = "models"
+    optimizers = "optimizers"
+    schedulers = "schedulers"
+    losses = "losses"
+    activations = "activations"
+
+
+@app.command("list")
+def list_(what: Optional[Catalogs] = typer.Argument(None, help="which catalog (default: all)")) -> None:
+    """List the tasks, models, optimizers, schedulers, losses and activations on offer."""
+    from cli import show
+
+    show.catalogs([what.value] if what else [c.value for c in Catalogs])
+
+
+@app.command()
+def inspect(
+    path: Path = typer.Argument(..., help="run directory or .pt checkpoint"),
+    json_out: bool = typer.Option(False, "--json", help="print the description as JSON"),
+) -> None:
+    """Show a run: config, progress, best and last metrics, history, layers, files, versions."""
+    from cli import show
+    from engine.use.inference import describe
+
+    info = describe(path)
+    _json(info) if json_out else show.description(info)
+
+
+class Splits(str, Enum):
+    test = "test"
+    val = "val"
+    train = "train"
+
+
+@app.command()
+def evaluate(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    split: Splits = typer.Option(Splits.test, "--split", help="which split to evaluate"),
+    json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+) -> None:
+    """Metrics, confusion matrix and classification report on a data split."""
+    from cli import show
+    from engine.use.inference import evaluate as run_evaluation
+    from engine.use.inference import load
+
+    result = run_evaluation(load(path), split.value)
+    _json(result) if json_out else show.evaluation(result)
+
+
+@app.command()
+def predict(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    images: Optional[list[Path]] = typer.Argument(None, help="image files, for image tasks"),
+    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="comma-separated feature values; repeatable"),
+    csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV file of rows to predict"),
+    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show per input"),
+    json_out: bool = typer.Option(False, "--json", help="print the predictions as JSON"),
+) -> None:
+    """Predict classes (with probabilities) or values for new inputs: feature values or images."""
+    from cli import show
+    from engine.use.inference import load, parse_rows, predict_images, read_csv
+    from engine.use.inference import predict as run_prediction
+
+    if sum(map(bool, (images, inputs, csv_file))) != 1:
+        raise TorchdeckError("give image files, --input values (repeatable) or --csv FILE: one of the three")
+    saved = load(path)
+    if images:
+        predictions = predict_images(saved, images, top_k)
+    else:
+        rows = parse_rows(inputs, saved.meta) if inputs else read_csv(csv_file, saved.meta)
+        predictions = run_prediction(saved, rows, top_k)
+    _json(predictions) if json_out else show.predictions(predictions, saved.meta)
+
+
+@app.command()
+def export(
+    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
+    format_name: str = typer.Option("torchscript", "--format", "-f", help="torchscript, onnx or state-dict"),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="file or folder to write (default: export/ beside the checkpoint); the sidecar is FILE.json"
+    ),
+    json_out: bool = typer.Option(False, "--json", help="print the sidecar, paths and timings as JSON"),
+) -> None:
+    """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
+    from engine.use.export import ExportFailed, export_format
+    from engine.use.export import export as run_export
+    from engine.use.inference import load
+
+    export_format(format_name)  # an unknown format or a missing extra fails before any loading
+    try:
+        result = run_export(load(path), format_name, out)
+    except ExportFailed as exc:
+        _error(str(exc))
+        raise typer.Exit(EXIT_FAILED)
+    if json_out:
+        _json(result)
+        return
+    check = result["verification"]
+    print(f"{result['format']:<12} {result['path']}  {result['bytes'] / 1024:,.1f} KiB  "
+          f"(from {result['source']['checkpoint']}, epoch {result['source']['epoch']})")
+    print(f"{'sidecar':<12} {result['sidecar']}")
+    print(f"{'verified':<12} {check['samples']} samples of {check['inputs']}: largest difference "
+          f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})")
+    print(f"{'took':<12} {result['export_seconds']:.2f} s to export, {result['verify_seconds']:.2f} s to verify")
+
+
+def _json(data) -> None:
+    from engine.events import strict_json
+
+    print(json.dumps(strict_json(data), indent=2, default=float))
+
+
+def main() -> None:
+    """Console entry point: every user error becomes one line on stderr and exit status 2."""
+    # Until a command installs its own handling, Ctrl+C (even during the imports) just quits.
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(prog_name="torchdeck", standalone_mode=False)
+    except ClickException as exc:
+        _error(exc.format_message())
+        code = EXIT_BAD_INPUT
+    except TorchdeckError as exc:
+        _error(str(exc))
+        code = EXIT_BAD_INPUT
+    except Abort:
+        code = 130
+    except BrokenPipeError:
+        code = EXIT_FAILED
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    sys.exit(code or 0)
+
+
+# Every character that ends a line, as an escape: an error stays one line whatever value it quotes.
+_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def _error(text: str) -> None:
+    print(f"torchdeck: error: {text.translate(_LINE_BREAKS)}", file=sys.stderr)

@@ -1,0 +1,166 @@
+"""How ``torchdeck train`` shows a run: Rich on a terminal, plain lines in a log, JSON lines.
+
+A reporter is called with each event in the main thread. The plain reporter writes exactly one
+line per epoch plus a start and an end line, with no colour codes or carriage returns, so a log
+written under nohup or tmux reads like Keras' ``verbose=2``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+
+from engine.events import (
+    BatchProgress,
+    CheckpointSaved,
+    EpochEnded,
+    Event,
+    Message,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+)
+from engine.text import (
+    finished_text,
+    fmt,
+    metrics_text,
+    started_text,
+    stopped_text,
+)
+
+
+class JsonReporter:
+    """Every event as one JSON object per line on stdout: the same lines as events.jsonl."""
+
+    def __init__(self, out: TextIO | None = None):
+        self.out = out or sys.stdout
+
+    def __call__(self, event: Event) -> None:
+        print(json.dumps(event.to_dict()), file=self.out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class PlainReporter:
+    """One line per epoch, plus start and end lines, for logs and pipes."""
+
+    def __init__(self, out: TextIO | None = None, err: TextIO | None = None):
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._line(f"start {event.run_dir} · {started_text(event)}")
+        elif isinstance(event, EpochEnded):
+            mark = "  *" if event.improved else ""
+            self._line(
+                f"epoch {event.epoch}/{event.epochs}  train_loss {fmt(event.train_loss)}  "
+                f"val_loss {fmt(event.val_loss)}  {metrics_text(event.metrics)}  lr {event.lr:.3g}  "
+                f"{event.seconds:.2f}s{mark}"
+            )
+        elif isinstance(event, RunFinished):
+            self._line(f"end {finished_text(event)} · {event.run_dir}")
+        elif isinstance(event, RunStopped):
+            self._line(f"end {stopped_text(event)}")
+        elif isinstance(event, RunFailed):
+            self._line(f"end failed: {event.message}")
+        elif isinstance(event, Message) and event.level == "warning":
+            print(f"warning: {event.text}", file=self.err, flush=True)
+
+    def _line(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter:
+    """A live progress bar per epoch with one table row per finished epoch, for terminals."""
+
+    def __init__(self, console=None):
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.console = console or Console()
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,
+        )
+        self.epoch_task = None
+        self.total_task = None
+        self.columns: list[str] = []
+        self.widths: list[int] = []
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, RunStarted):
+            self._started(event)
+        elif isinstance(event, BatchProgress):
+            self._batch(event)
+        elif isinstance(event, EpochEnded):
+            self._epoch(event)
+        elif isinstance(event, Message):
+            style = "yellow" if event.level == "warning" else "cyan"
+            self.console.print(f"[{style}]{event.text}[/]")
+        elif isinstance(event, CheckpointSaved):
+            pass  # the end summary names the files
+        elif event.terminal:
+            self.close()
+            self._ended(event)
+
+    def _started(self, event: RunStarted) -> None:
+        self.console.print(f"[bold]torchdeck[/] {started_text(event)}")
+        self.console.print(f"run directory [cyan]{event.run_dir}[/]")
+        self.progress.start()
+        done = event.start_epoch * event.batches
+        self.total_task = self.progress.add_task("overall", total=event.epochs * event.batches,
+                                                 completed=done, detail="")
+        self.epoch_task = self.progress.add_task("epoch", total=event.batches, detail="")
+
+    def _batch(self, event: BatchProgress) -> None:
+        detail = (f"batch {event.batch}/{event.batches} · loss {fmt(event.loss)} · "
+                  f"{event.samples_per_s:,.0f} samples/s")
+        self.progress.update(self.epoch_task, description=f"epoch {event.epoch}/{event.epochs}",
+                             completed=event.batch, total=event.batches, detail=detail)
+        self.progress.update(self.total_task, completed=(event.epoch - 1) * event.batches + event.batch)
+
+    def _epoch(self, event: EpochEnded) -> None:
+        total = self.progress.tasks[self.epoch_task].total or 0  # batch events come only every 0.1 s
+        self.progress.update(self.epoch_task, completed=total)
+        self.progress.update(self.total_task, completed=event.epoch * total)
+        if not self.columns:
+            self.columns = ["epoch", "train_loss", "val_loss", *event.metrics, "lr", "time"]
+            self.widths = [max(len(c), 8) for c in self.columns]
+            self.console.print(" ".join(f"[bold]{c:>{w}}[/]" for c, w in zip(self.columns, self.widths)))
+        cells = [f"{event.epoch}/{event.epochs}", fmt(event.train_loss), fmt(event.val_loss),
+                 *(fmt(v) for v in event.metrics.values()), f"{event.lr:.3g}", f"{event.seconds:.2f}s"]
+        mark = " [green]*[/]" if event.improved else ""
+        self.console.print(" ".join(f"{c:>{w}}" for c, w in zip(cells, self.widths)) + mark)
+
+    def _ended(self, event: Event) -> None:
+        if isinstance(event, RunFinished):
+            self.console.print(f"[green bold]{finished_text(event)}[/]")
+            self.console.print(f"best checkpoint [cyan]{event.run_dir}/best.pt[/] · last [cyan]{event.run_dir}/last.pt[/]")
+        elif isinstance(event, RunStopped):
+            self.console.print(f"[yellow]{stopped_text(event)}[/]")
+        elif isinstance(event, RunFailed):
+            self.console.print(f"[red bold]run failed:[/] {event.message}")
+
+    def close(self) -> None:
+        if self.progress.live.is_started:
+            self.progress.stop()
+
+
+def make_reporter(json_lines: bool, terminal: bool | None = None):
+    """The reporter for this output: JSON lines, Rich on a terminal, plain lines otherwise."""
+    if json_lines:
+        return JsonReporter()
+    if terminal is None:
+        terminal = sys.stdout.isatty()
+    return RichReporter() if terminal else PlainReporter()

@@ -1,1 +1,0 @@
-"""The headless ``torchdeck`` command line (Typer), a thin layer over the engine."""

@@ -1,0 +1,240 @@
+"""Image folders: one sub-folder per class, decoded per sample through a DataLoader.
+
+``DIR/train/<class>/*`` (with optional ``val/`` and ``test/`` beside it) or ``DIR/<class>/*``
+alone, split with the task's fixed seed. Unlike the MNIST-sized sets, such folders can hold
+photos of any size and number, so images are read, converted to one mode and size, augmented
+(training split only) and normalised per sample in DataLoader workers, with pinned memory and
+non-blocking copies on CUDA.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, Sampler
+from torchvision import transforms
+
+from engine.data.split import batch_rows, outputs_of, shard
+from engine.errors import DataError
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
+DEFAULT_SIZE = 64
+STATS_SAMPLE = 256  # images read to estimate the per-channel mean and std
+WORKERS_FROM = 512  # a split this small decodes faster in-process than through worker start-up
+
+
+@dataclass
+class Listing:
+    """The image files of one split and their class indices."""
+
+    paths: list[Path]
+    labels: list[int]
+
+
+def scan(root: str | Path | None, task: str) -> tuple[dict[str, Listing], list[str]]:
+    """The folder's splits (``train`` and any of ``val``, ``test`` it has) and its class names."""
+    if root is None:
+        raise DataError(f"{task}: give the image folder with --data-dir DIR (one sub-folder per class)")
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"{task}: {root} is not a folder; --data-dir needs a folder of class folders")
+    parts = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
+    if "train" not in parts:
+        if parts:
+            raise DataError(f"{root} has {', '.join(parts)}/ but no train/ folder")
+        parts = {"train": root}
+    classes = sorted(p.name for p in parts["train"].iterdir() if p.is_dir() and not p.name.startswith("."))
+    if len(classes) < 2:
+        found = f"only the class '{classes[0]}'" if classes else "no class folders"
+        raise DataError(f"{parts['train']} has {found}; an image folder needs a sub-folder per class, at least two")
+    listings = {name: _list(folder, classes) for name, folder in parts.items()}
+    for name, listing in listings.items():
+        if not listing.paths:
+            raise DataError(f"{parts[name]} holds no images ({', '.join(sorted(EXTENSIONS))})")
+    empty = [c for i, c in enumerate(classes) if i not in set(listings["train"].labels)]
+    if empty:
+        raise DataError(f"{parts['train']}: the class folder(s) {', '.join(empty)} hold no images")
+    _check_headers(root, [path for listing in listings.values() for path in listing.paths])
+    return listings, classes
+
+
+def _check_headers(root: Path, paths: list[Path]) -> None:
+    """Refuse files that are not images before training (a run should not fail at its test split).
+
+    Opening an image reads only its header (about 20 µs a file); a file whose pixels are damaged
+    past the header still fails when it is decoded, in one line that names it.
+    """
+    unreadable = []
+    for path in paths:
+        try:
+            with Image.open(path):
+                pass
+        except (UnidentifiedImageError, OSError, ValueError) as exc:
+            unreadable.append((path, type(exc).__name__))
+    if unreadable:
+        path, reason = unreadable[0]
+        more = f" (and {len(unreadable) - 1} more file(s) like it)" if len(unreadable) > 1 else ""
+        raise DataError(f"{path} is not an image torchdeck can read ({reason}){more}; "
+                        f"remove or move such files out of {root}")
+
+
+def _list(folder: Path, classes: list[str]) -> Listing:
+    strays = [p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes and not p.name.startswith(".")]
+    if strays:
+        raise DataError(f"{folder} has class folder(s) {', '.join(strays)} that train/ does not have")
+    paths, labels = [], []
+    for index, name in enumerate(classes):
+        for path in sorted((folder / name).rglob("*")) if (folder / name).is_dir() else []:
+            if path.suffix.lower() in EXTENSIONS and path.is_file():
+                paths.append(path)
+                labels.append(index)
+    return Listing(paths, labels)
+
+
+def open_image(path: Path, mode: str, size: tuple[int, int]) -> Image.Image:
+    """An image file in ``mode`` ('L' or 'RGB') at ``size`` (width, height), or a DataError."""
+    try:
+        with Image.open(path) as image:
+            return image.convert(mode).resize(size, Image.Resampling.BILINEAR)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise DataError(f"{path} is not an image torchdeck can read ({type(exc).__name__})") from None
+
+
+def choose_mode(paths: list[Path]) -> str:
+    """'L' when the sampled images are all grayscale, else 'RGB' (mixed folders become RGB)."""
+    for path in paths[:STATS_SAMPLE]:
+        try:
+            with Image.open(path) as image:
+                if image.mode not in ("1", "L", "LA", "I", "I;16", "F"):
+                    return "RGB"
+        except (UnidentifiedImageError, OSError) as exc:
+            raise DataError(f"{path} is not an image torchdeck can read ({type(exc).__name__})") from None
+    return "L"
+
+
+def channel_stats(paths: list[Path], mode: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel mean and std of a fixed sample of training images, as tensors (C, 1, 1)."""
+    rng = np.random.default_rng(seed)
+    sample = rng.choice(len(paths), size=min(len(paths), STATS_SAMPLE), replace=False)
+    to_tensor = transforms.ToTensor()
+    pixels = torch.stack([to_tensor(open_image(paths[i], mode, (size, size))) for i in sample])
+    channels = pixels.shape[1]
+    flat = pixels.transpose(0, 1).reshape(channels, -1)
+    return flat.mean(dim=1).view(-1, 1, 1), flat.std(dim=1).clamp_min(1e-6).view(-1, 1, 1)
+
+
+def augmentation() -> list:
+    """The cats-vs-dogs tutorial's training augmentation."""
+    return [
+        transforms.RandomHorizontalFlip(0.5),
+        transforms.RandomRotation(10),
+        transforms.RandomAffine(degrees=0, translate=(0.2, 0.2)),
+    ]
+
+
+class FolderDataset(Dataset):
+    """Image ``i`` of a listing as a normalised tensor; augmented when ``augment``."""
+
+    def __init__(self, paths: list[Path], mode: str, size: int, mean: torch.Tensor, std: torch.Tensor,
+                 augment: bool) -> None:
+        self.paths, self.mode, self.size = paths, mode, size
+        self.transform = transforms.Compose([
+            *(augmentation() if augment else []),
+            transforms.ToTensor(),
+            transforms.Normalize(mean.flatten().tolist(), std.flatten().tolist()),
+        ])
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.transform(open_image(self.paths[index], self.mode, (self.size, self.size)))
+
+
+class EpochBatches(Sampler):
+    """The batches of the current epoch, in the engine's order: set before each pass.
+
+    One sampler for the life of the loader lets its workers persist between epochs while the
+    engine keeps control of the order (and of where a resumed epoch starts).
+    """
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+
+class FolderSplit:
+    """A split of an image folder: labels on the device, images decoded as batches are needed."""
+
+    def __init__(self, dataset: FolderDataset, y: torch.Tensor, device: torch.device | str, seed: int) -> None:
+        self.dataset, self.y, self.device = dataset, y, torch.device(device)
+        self.sampler = EpochBatches()
+        workers = _workers(len(dataset), self.device)
+        self.loader = DataLoader(
+            dataset, batch_sampler=self.sampler, num_workers=workers, persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+        )
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int, part=None):
+        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``;
+        with ``part`` (rank, processes), this process's slice of each batch."""
+        rows = order.cpu()
+        self.sampler.batches = [batch_rows(rows, batch_size, i, part).tolist() for i in range(first, count)]
+        try:
+            for indices, images in zip(self.sampler.batches, self.loader):
+                yield images.to(self.device, non_blocking=True), self.y[torch.as_tensor(indices, device=self.y.device)]
+        except DataError as exc:  # from a worker, DataLoader wraps the message in the worker's traceback
+            raise DataError(_own_message(str(exc))) from None
+
+    def close(self) -> None:
+        """Stop the loader's worker processes now, in this thread. Left to the garbage collector,
+        a finished run's persistent workers are shut down by whichever thread collects the run,
+        which then waits on them: the next run in the same process stalled for 10 s. The loader
+        stays usable (iterating it again starts new workers)."""
+        iterator, self.loader._iterator = self.loader._iterator, None  # no public API for this
+        if iterator is not None:
+            iterator._shutdown_workers()
+
+    def outputs(self, model: torch.nn.Module, part=None, batch_size: int = 256) -> torch.Tensor:
+        """The model's outputs for every image of the split (with ``part``: this process's
+        contiguous share), in order, in eval mode."""
+        rows = torch.arange(len(self))[shard(len(self), *part)] if part else torch.arange(len(self))
+        batches = self.batches(rows, batch_size, 0, -(-len(rows) // batch_size))
+        return outputs_of(model, (images for images, _ in batches))
+
+
+def _workers(images: int, device: torch.device) -> int:
+    """DataLoader worker processes for a split of ``images``.
+
+    None for a small split (starting workers costs more than decoding in process). A model
+    trained on the CPU computes on the same cores the workers decode on: none on two cores or
+    fewer (bench/compare_loops.py, the convnet at 32x32 on 2 cores: 1,620 images/s without
+    workers, 1,360 with 2), half the cores up to 4 above that. On a GPU, up to 4.
+    """
+    cores = os.cpu_count() or 1
+    if images < WORKERS_FROM or (device.type == "cpu" and cores <= 2):
+        return 0
+    return min(4, cores // 2 if device.type == "cpu" else cores)
+
+
+def _own_message(text: str) -> str:
+    """A DataError's own message, out of the traceback a DataLoader worker wraps it in."""
+    prefix = f"{DataError.__module__}.{DataError.__name__}: "
+    lines = [line for line in text.splitlines() if line.startswith(prefix)]
+    return lines[-1][len(prefix):] if lines else text

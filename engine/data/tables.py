@@ -1,0 +1,321 @@
+"""The csv task: the user's own table, typed, cleaned and encoded as plain data.
+
+A CSV file with a header row becomes the same tensors as any table task. A column is a number
+column when every value in it is a finite number, else a text column, one-hot encoded; the
+target column decides between classification and regression unless ``target_kind`` says. What
+is fitted (fill values, categories, the scaler) is fitted on the training split only and kept in
+the checkpoint's TaskMeta as lists, strings and floats: checkpoints load with
+``weights_only=True``, and ``predict`` encodes new rows with the very function training used
+(:func:`encode`) instead of unpickling scikit-learn objects.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from sklearn.impute import SimpleImputer
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from engine.data.meta import TaskMeta, TaskSpec
+from engine.data.split import Split, TaskData, split_rows
+from engine.errors import DataError, did_you_mean
+
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})  # compared case-insensitively
+MAX_CLASSES = 20  # a whole-number target with more distinct values than this is a regression
+MIN_PER_CLASS = 3  # stratified splits need 2 rows of a class to cut test off, then 2 to cut val
+MANY_CATEGORIES = 100  # a text column with more is likely an identifier: say so
+
+
+def read_rows(path: Path) -> list[tuple[int, list[str]]]:
+    """The non-blank rows of a CSV file with their line numbers; a byte order mark is skipped
+    (spreadsheets write one), and every way of failing is one line."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.reader(handle)
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except FileNotFoundError:
+        raise DataError(f"cannot read {path}: no such file") from None
+    except IsADirectoryError:
+        raise DataError(f"cannot read {path}: it is a folder, not a CSV file") from None
+    except UnicodeDecodeError:
+        raise DataError(f"cannot read {path}: it is not UTF-8 text") from None
+    except (OSError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not rows:
+        raise DataError(f"{path} holds no rows")
+    return rows
+
+
+def is_missing(cell: str) -> bool:
+    return cell.strip().lower() in MISSING
+
+
+def encode(columns: list[dict[str, Any]], rows: Sequence[Sequence[str]]) -> np.ndarray:
+    """Rows of text cells, in ``columns`` order, as the model's unscaled inputs.
+
+    A number column gives its value; a text column gives a 0/1 per category seen in training
+    (all 0 for a value it never saw); a missing value gets the column's fill value, and is an
+    error for a model trained on complete rows only. Training and ``predict`` both encode here.
+    """
+    names = ", ".join(column["name"] for column in columns)
+    for row in rows:
+        if len(row) != len(columns):
+            raise DataError(f"each input needs {len(columns)} values ({names}), got {len(row)}")
+    return np.hstack([_encode_column(column, [row[j] for row in rows]) for j, column in enumerate(columns)])
+
+
+def _encode_column(column: dict[str, Any], cells: list[str]) -> np.ndarray:
+    values = [_value(column, cell, number) for number, cell in enumerate(cells, start=1)]
+    if column["type"] == "number":
+        return np.asarray(values, dtype=np.float32).reshape(-1, 1)
+    index = {category: i for i, category in enumerate(column["categories"])}
+    block = np.zeros((len(values), len(index)), dtype=np.float32)
+    for row, value in enumerate(values):
+        if value in index:
+            block[row, index[value]] = 1.0
+    return block
+
+
+def _value(column: dict[str, Any], cell: str, row: int) -> float | str:
+    name = column["name"]
+    if is_missing(cell):
+        if column["fill"] is None:
+            raise DataError(f"row {row}: '{name}' has no value, and the model was trained on complete rows "
+                            f"only (--missing impute trains one that fills gaps)")
+        return column["fill"]
+    if column["type"] == "text":
+        return cell.strip()
+    value = _number(cell)
+    if value is None:
+        raise DataError(f"row {row}: '{name}' needs a number, not {cell.strip()!r}")
+    return value
+
+
+def _number(cell: str) -> float | None:
+    """The cell's value when it is a finite number, else None."""
+    try:
+        value = float(cell)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
+    """The table named by ``data_dir`` as train/val/test tensors on ``device``.
+
+    With ``meta`` (from a checkpoint) its kind, classes and encoding are used instead of new
+    ones being fitted, so evaluation and resumed training see exactly the inputs training saw.
+    """
+    path, header, body = _read(config)
+    target = _target_column(path, header, config.target)
+    name = header[target]
+    lines, rows, gaps, notes = _usable_rows(path, name, target, body, config.missing)
+    values = [row[target] for row in rows]
+    if meta is None:
+        kind, class_names = _target_kind(name, values, config.target_kind)
+    else:
+        kind, class_names = meta.kind, meta.class_names
+    labels = _labels(path, name, kind, class_names, values, lines)
+    try:
+        parts = split_rows(replace(spec, kind=kind), labels, config)
+    except ValueError as exc:  # large fractions can leave a small class too few rows to cut further
+        raise DataError(f"target: the classes of '{name}' are too small to split "
+                        f"({str(exc).split('. ')[0]}); use a smaller --test-fraction or more rows") from None
+    if meta is None:
+        columns = [_fit_column(header[i], [row[i] for row in rows], gaps[:, i], parts["train"], config.missing)
+                   for i in range(len(header)) if i != target]
+    else:
+        columns = meta.columns
+    positions = [_position(path, header, column["name"]) for column in columns]
+    x = encode(columns, [[row[i] for i in positions] for row in rows])
+    if meta is None:
+        meta = _fit_meta(spec.name, kind, class_names, columns, x[parts["train"]], labels[parts["train"]])
+    notes += _encoding_notes(columns, int(gaps[:, positions].sum()))
+    return TaskData(meta, _splits(meta, x, labels, parts, device), notes)
+
+
+def _read(config) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
+    """The file's path, header and data rows, each row as long as the header."""
+    if config.data_dir is None:
+        raise DataError("data_dir: the csv task reads your table: give --data-dir FILE.csv (with a header row)")
+    path = Path(config.data_dir).expanduser()
+    rows = read_rows(path)
+    header = [cell.strip() for cell in rows[0][1]]
+    if all(_number(cell) is not None for cell in header if cell):
+        raise DataError(f"{path} has no header row: its first line must name the columns")
+    for number, name in enumerate(header, start=1):
+        if not name:
+            raise DataError(f"{path}: column {number} of the header has no name")
+        if header.index(name) != number - 1:
+            raise DataError(f"{path}: the header names the column '{name}' twice")
+    if len(rows) == 1:
+        raise DataError(f"{path} has a header but no rows")
+    for line, row in rows[1:]:
+        if len(row) != len(header):
+            raise DataError(f"{path} line {line} has {len(row)} values, expected {len(header)} (one per column)")
+    return path, header, rows[1:]
+
+
+def _target_column(path: Path, header: list[str], target: str | None) -> int:
+    columns = ", ".join(header)
+    if target is None:
+        raise DataError(f"target: the csv task needs --target COLUMN, the column to predict; {path} has: {columns}")
+    if target not in header:
+        raise DataError(f"target: {path} has no column '{target}'{did_you_mean(target, header)}; it has: {columns}")
+    if len(header) == 1:
+        raise DataError(f"{path} has no column besides the target '{target}' to learn from")
+    return header.index(target)
+
+
+def _position(path: Path, header: list[str], name: str) -> int:
+    if name not in header:
+        raise DataError(f"{path} has no column '{name}', which the model was trained with")
+    return header.index(name)
+
+
+def _usable_rows(path: Path, target_name: str, target: int, body: list[tuple[int, list[str]]],
+                 missing: str) -> tuple[list[int], list[list[str]], np.ndarray, list[str]]:
+    """(line numbers, rows, mask of missing cells, note) of the rows to learn from.
+
+    A row without a target value goes; with ``missing="drop"`` so does a row missing any value.
+    The note says how many went, and none left is an error.
+    """
+    gaps = np.array([[is_missing(cell) for cell in row] for _, row in body], dtype=bool)
+    keep = ~gaps.any(axis=1) if missing == "drop" else ~gaps[:, target]
+    if missing == "drop":
+        why, hint = "a missing value", "; --missing impute fills missing features instead"
+    else:
+        why, hint = f"no value in the target '{target_name}'", ""
+    dropped = int((~keep).sum())
+    if dropped == len(body):
+        raise DataError(f"{path}: every row has {why}, so no row is left to learn from{hint}")
+    note = [f"dropped {dropped} of {len(body)} rows of {path.name} with {why}{hint}"] if dropped else []
+    kept = [pair for pair, wanted in zip(body, keep) if wanted]
+    return [line for line, _ in kept], [row for _, row in kept], gaps[keep], note
+
+
+def _encoding_notes(columns: list[dict[str, Any]], filled: int) -> list[str]:
+    """Notes on the inputs: how many gaps were filled, and text columns that look like identifiers."""
+    notes = [f"filled {filled} missing values with the training split's median (numbers) or most frequent "
+             f"value (text)"] if filled else []
+    return notes + [f"the text column '{column['name']}' has {len(column['categories'])} different values, one "
+                    f"input each: if it is an identifier, remove it from the file"
+                    for column in columns if column["type"] == "text" and len(column["categories"]) > MANY_CATEGORIES]
+
+
+def _target_kind(name: str, values: list[str], wanted: str) -> tuple[str, list[str]]:
+    """(kind, class names) of a target column: ``wanted`` (target_kind) or, for auto, regression
+    for numbers with fractions or more than MAX_CLASSES values, else classification."""
+    numbers = [_number(value) for value in values]
+    if wanted == "regression" and None in numbers:
+        text = values[numbers.index(None)]
+        raise DataError(f"target: the column '{name}' holds text such as {text!r}, so it cannot be a "
+                        f"regression target; use --target-kind classification")
+    if wanted == "regression" or wanted == "auto" and None not in numbers and (
+            len(set(numbers)) > MAX_CLASSES or not all(number.is_integer() for number in numbers)):
+        return "regression", []
+    names = sorted({_class_name(value) for value in values}, key=_class_order(values))
+    if len(names) < 2:
+        raise DataError(f"target: the column '{name}' holds only the value {names[0]!r}; "
+                        f"a classifier needs at least 2 classes")
+    return ("binary" if len(names) == 2 else "multiclass"), names
+
+
+def _class_name(value: str) -> str:
+    """A target value as a class name: ``1``, ``1.0`` and `` 1`` are one class, called ``1``."""
+    number = _number(value)
+    if number is None:
+        return value.strip()
+    return str(int(number)) if number.is_integer() else str(number)
+
+
+def _class_order(values: list[str]):
+    """Classes sort by number when every target value is one, else alphabetically."""
+    if all(_number(value) is not None for value in values):
+        return float
+    return str
+
+
+def _labels(path: Path, name: str, kind: str, class_names: list[str], values: list[str],
+            lines: list[int]) -> np.ndarray:
+    """The target as numbers (regression) or class indices; every class needs MIN_PER_CLASS rows."""
+    if kind == "regression":
+        numbers = [_number(value) for value in values]
+        if None in numbers:  # only a file changed since training gets here
+            row = numbers.index(None)
+            raise DataError(f"{path} line {lines[row]}: the target '{name}' needs a number, "
+                            f"not {values[row].strip()!r}")
+        return np.asarray(numbers, dtype=np.float32)
+    index = {class_name: i for i, class_name in enumerate(class_names)}
+    labels = [index.get(_class_name(value), -1) for value in values]
+    if -1 in labels:  # likewise
+        row = labels.index(-1)
+        raise DataError(f"{path} line {lines[row]}: the target {values[row].strip()!r} is not one of the classes "
+                        f"the model was trained on ({', '.join(class_names)})")
+    labels = np.asarray(labels, dtype=np.int64)
+    for class_name, count in zip(class_names, np.bincount(labels, minlength=len(class_names))):
+        if count < MIN_PER_CLASS:
+            raise DataError(f"target: the class '{class_name}' of '{name}' has {count} rows; every class needs at "
+                            f"least {MIN_PER_CLASS}, one for each of the train, validation and test splits")
+    return labels
+
+
+def _fit_column(name: str, values: list[str], gaps: np.ndarray, train: np.ndarray, missing: str) -> dict[str, Any]:
+    """How to encode one input column, learnt from its values in the training split."""
+    if all(gaps[i] for i in train):
+        raise DataError(f"the column '{name}' has no values in the training split; fill it in or remove it")
+    present = [value for value, gap in zip(values, gaps) if not gap]
+    if all(_number(value) is not None for value in present):
+        column = np.array([[np.nan if gaps[i] else float(values[i])] for i in train])
+        fill = float(SimpleImputer(strategy="median").fit(column).statistics_[0])
+        return {"name": name, "type": "number", "fill": fill if missing == "impute" else None}
+    column = np.array([[None if gaps[i] else values[i].strip()] for i in train], dtype=object)
+    imputer = SimpleImputer(strategy="most_frequent", missing_values=None)
+    categories = OneHotEncoder(handle_unknown="ignore").fit(imputer.fit_transform(column)).categories_[0]
+    fill = str(imputer.statistics_[0])
+    return {"name": name, "type": "text", "fill": fill if missing == "impute" else None,
+            "categories": [str(category) for category in categories]}
+
+
+def _fit_meta(task: str, kind: str, class_names: list[str], columns: list[dict[str, Any]],
+              x_train: np.ndarray, y_train: np.ndarray) -> TaskMeta:
+    """The TaskMeta of a new csv run: number inputs standardised with the training split's mean
+    and deviation, one-hot inputs left as 0/1; a regression target standardised likewise."""
+    numeric = np.array([column["type"] == "number" for column in columns for _ in range(_width(column))], dtype=bool)
+    mean, scale = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
+    if numeric.any():
+        scaler = StandardScaler().fit(x_train[:, numeric])
+        mean[numeric], scale[numeric] = scaler.mean_, scaler.scale_
+    y_mean, y_scale = 0.0, 1.0
+    if kind == "regression":
+        target = StandardScaler().fit(y_train.reshape(-1, 1))
+        y_mean, y_scale = float(target.mean_[0]), float(target.scale_[0])
+    return TaskMeta(
+        task=task, kind=kind, input_shape=[x_train.shape[1]], feature_names=[column["name"] for column in columns],
+        class_names=class_names, x_mean=torch.as_tensor(mean, dtype=torch.float32),
+        x_scale=torch.as_tensor(scale, dtype=torch.float32), y_mean=y_mean, y_scale=y_scale, columns=columns,
+    )
+
+
+def _width(column: dict[str, Any]) -> int:
+    """How many model inputs a column becomes: 1 for a number, one per category for text."""
+    return 1 if column["type"] == "number" else len(column["categories"])
+
+
+def _splits(meta: TaskMeta, x: np.ndarray, labels: np.ndarray, parts: dict[str, np.ndarray],
+            device) -> dict[str, Split]:
+    """Scaled inputs and targets in the form the kind's loss takes, cut into splits on the device."""
+    inputs = meta.scale_inputs(x)
+    targets = torch.as_tensor(labels)
+    if meta.kind == "regression":
+        targets = ((targets - meta.y_mean) / meta.y_scale).unsqueeze(1)
+    elif meta.kind == "binary":
+        targets = targets.float().unsqueeze(1)
+    return {name: Split(inputs[torch.as_tensor(rows)].to(device), targets[torch.as_tensor(rows)].to(device))
+            for name, rows in parts.items()}

@@ -1,0 +1,1 @@
+"""The storage layer: atomic files, checkpoints, run directories and their status."""

@@ -1,0 +1,1 @@
+"""Using saved runs: inspect, evaluate, predict, export."""

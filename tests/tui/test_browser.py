@@ -1,0 +1,396 @@
+"""The checkpoint browser: the engine's run listing, and the screen driven through Textual's pilot.
+
+A handful of real tiny runs (finished, stopped, failed) plus a fake one that "trains" in this
+very process are made once for the module; tests that change a folder work on a copy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import io
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+from textual.widgets import DataTable, Input, Static
+
+from engine.config import RunConfig
+from engine.events import EpochEnded
+from engine.store import rundir
+from engine.train.run import Run
+from tui.app import TorchdeckApp
+from tui.browser import (
+    AskDialog,
+    BrowserScreen,
+    ConfirmDialog,
+    EvaluateDialog,
+    ExportDialog,
+    PredictDialog,
+)
+from tui.widgets import EpochTable
+
+SIZE = (100, 30)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> Path:
+    """A folder with runs named after their status, oldest first: done, stopped, failed, running."""
+    out = tmp_path_factory.mktemp("checkpoints")
+    Run.new(RunConfig.for_task("iris", epochs=4, out=str(out), name="done")).start().wait()
+    stopped = Run.new(RunConfig.for_task("iris", epochs=5, out=str(out), name="stopped"))
+    stopped.events.subscribe(lambda e: isinstance(e, EpochEnded) and e.epoch == 2 and stopped.control.stop())
+    stopped.start().wait()
+    diverging = RunConfig.for_task("linear", optimizer="sgd", lr=1e10, epochs=3, out=str(out), name="failed")
+    Run.new(diverging).start().wait()
+    running = out / "running"
+    running.mkdir()
+    shutil.copy(out / "done" / rundir.CONFIG, running / rundir.CONFIG)
+    started = {"event": "run_started", "time": time.time() + 1, "start_epoch": 0, "parameters": 243,
+               "pid": os.getpid(), "host": socket.gethostname()}
+    (running / rundir.EVENTS).write_text(json.dumps(started) + "\n")
+    (out / "notes").mkdir()  # not a run: skipped
+    (out / "notes" / "todo.txt").write_text("nothing here")
+    (out / "README").write_text("a file, not a folder")
+    return out
+
+
+@pytest.fixture
+def copy(runs, tmp_path) -> Path:
+    """A copy of the runs that a test may change."""
+    return Path(shutil.copytree(runs, tmp_path / "checkpoints"))
+
+
+@pytest.fixture
+def calls(monkeypatch) -> list[tuple]:
+    """What the browser asked the app to do (the dashboard and wizard are not part of these tests)."""
+    recorded: list[tuple] = []
+    for name in ("resume_run", "watch_run", "new_run"):
+        monkeypatch.setattr(TorchdeckApp, name,
+                            lambda self, *args, _name=name, **kw: recorded.append((_name, args, kw)))
+    monkeypatch.setattr(TorchdeckApp, "notify",
+                        lambda self, message, **kw: recorded.append(("notify", message)))
+    return recorded
+
+
+def pilot_test(scenario):
+    """Run an async test with asyncio.run: the project has no async plugin for pytest."""
+
+    @functools.wraps(scenario)
+    def test(*args, **kwargs) -> None:
+        asyncio.run(scenario(*args, **kwargs))
+
+    return test
+
+
+def text(widget: Static) -> str:
+    """What a Static shows, as plain text."""
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def settle(pilot) -> None:
+    """Wait until every worker has finished and its result has reached the screen."""
+    for _ in range(20):
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if all(worker.is_finished for worker in pilot.app.workers):
+            return
+
+
+async def highlight(pilot, run_dir: Path) -> BrowserScreen:
+    screen = pilot.app.screen
+    table = screen.query_one("#runs", DataTable)
+    table.move_cursor(row=table.get_row_index(str(run_dir)))
+    await settle(pilot)
+    return screen
+
+
+# --- the engine's listing -----------------------------------------------------------------
+
+
+def test_list_runs_summarises_every_run_newest_first_without_loading_a_checkpoint(runs, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the listing loaded a checkpoint"))
+    listed = rundir.list_runs(runs)
+    assert [run["name"] for run in listed] == ["running", "failed", "stopped", "done"]
+    by_name = {run["name"]: run for run in listed}
+    assert {name: run["status"] for name, run in by_name.items()} == {
+        "running": "running", "failed": "failed", "stopped": "stopped", "done": "finished"}
+    assert {name: (run["epochs_done"], run["epochs"]) for name, run in by_name.items()} == {
+        "running": (0, 4), "failed": (0, 3), "stopped": (2, 5), "done": (4, 4)}
+    done = by_name["done"]
+    assert (done["task"], done["model"], done["reason"], done["parameters"]) == ("iris", "mlp", "completed", 243)
+    best = done["best"]
+    assert best["monitor"] == "accuracy" and 0 < best["value"] <= 1 and 1 <= best["epoch"] <= 4
+    assert by_name["stopped"]["reason"] == "stopped by the user" and by_name["stopped"]["best"]["epoch"] <= 2
+    assert "diverged" in by_name["failed"]["message"] and by_name["failed"]["best"] == {}
+    assert by_name["failed"]["config"]["optimizer"] == "sgd"
+
+
+def test_folders_that_are_not_runs_are_skipped(tmp_path):
+    assert rundir.list_runs(tmp_path / "missing") == []
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / rundir.CONFIG).write_text("task = [unclosed")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / rundir.CONFIG).write_text('title = "some other program"\n')
+    assert rundir.summary(tmp_path / "broken") is None
+    assert rundir.list_runs(tmp_path) == []
+
+
+def test_a_run_whose_process_died_counts_as_failed_with_a_reason(copy):
+    events = copy / "running" / rundir.EVENTS
+    record = json.loads(events.read_text())
+    events.write_text(json.dumps({**record, "pid": 2**22 + 12345}) + "\n")
+    found = rundir.summary(copy / "running")
+    assert found["status"] == "failed" and "ended without recording why" in found["message"]
+
+
+# --- the screen ---------------------------------------------------------------------------
+
+
+@pilot_test
+async def test_the_list_shows_every_run_with_its_status_and_epochs(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert isinstance(app.screen, BrowserScreen)
+        table = app.screen.query_one("#runs", DataTable)
+        rows = {str(table.get_row(key)[0]): [str(cell) for cell in table.get_row(key)] for key in table.rows}
+        assert set(rows) == {"done", "stopped", "failed", "running"}
+        assert rows["done"][1:4] == ["iris", "mlp", "4/4"] and rows["done"][5] == "finished"
+        assert rows["done"][4].startswith("accuracy 0.")
+        assert (rows["stopped"][3], rows["stopped"][5]) == ("2/5", "stopped")
+        assert (rows["failed"][3], rows["failed"][4], rows["failed"][5]) == ("0/3", "–", "failed")
+        assert rows["running"][5] == "running"
+        assert "runs in" in app.screen.sub_title and "4" in app.screen.sub_title
+
+
+@pilot_test
+async def test_details_show_the_history_or_why_there_is_no_checkpoint(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, runs / "done")
+        assert screen.query_one(EpochTable).row_count == 4
+        overview = text(screen.query_one("#overview-text", Static))
+        assert "243 parameters" in overview and "finished (completed)" in overview and "test" in overview
+        files = text(screen.query_one("#checkpoint-text", Static))
+        assert "best.pt" in files and "last.pt" in files and "total" in files
+
+        screen = await highlight(pilot, runs / "failed")
+        overview = text(screen.query_one("#overview-text", Static))
+        assert "failed" in overview and "training diverged" in overview and "no checkpoint yet" in overview
+        assert screen.query_one(EpochTable).row_count == 0
+        assert calls == []  # shown in place, not as an error
+
+
+@pilot_test
+async def test_evaluate_shows_a_confusion_matrix_of_the_test_split(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, runs / "done")
+        await pilot.press("e")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, EvaluateDialog)
+        result = dialog.result
+        assert result["split"] == "test" and result["samples"] == 30
+        assert sum(map(sum, result["confusion_matrix"])) == 30
+        shown = text(dialog.query_one("#result", Static))
+        assert "confusion matrix" in shown and "classification report" in shown and "setosa" in shown
+        await pilot.press("escape")
+        assert isinstance(app.screen, BrowserScreen)
+
+
+@pilot_test
+async def test_predict_names_the_class_and_explains_bad_input(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, runs / "done")
+        await pilot.press("p")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, PredictDialog)
+        assert "sepal length (cm)" in text(dialog.query_one("#features", Static))
+        dialog.query_one(Input).value = "5.1,3.5,1.4,0.2"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert dialog.prediction["class"] == "setosa"
+        assert text(dialog.query_one("#prediction", Static)).split()[0] == "setosa"
+        dialog.query_one(Input).value = "5.1,oops"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "'oops' is not a number" in text(dialog.query_one("#error", Static))
+
+
+@pilot_test
+async def test_delete_asks_first_and_refuses_a_running_run(copy, calls):
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, copy / "stopped")
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmDialog)
+        await pilot.press("enter")  # the focus is on "cancel"
+        assert (copy / "stopped").is_dir() and isinstance(app.screen, BrowserScreen)
+        await pilot.press("d")
+        await pilot.click("#yes")
+        await settle(pilot)
+        assert not (copy / "stopped").exists()
+        assert str(copy / "stopped") not in app.screen.query_one("#runs", DataTable).rows
+
+        await highlight(pilot, copy / "running")
+        await pilot.press("d")
+        assert isinstance(app.screen, BrowserScreen) and (copy / "running").is_dir()
+        assert "still training" in calls[-1][1]
+
+
+@pilot_test
+async def test_resume_continues_a_stopped_run_and_asks_for_more_epochs_after_a_finished_one(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, runs / "stopped")
+        await pilot.press("r")
+        assert calls == [("resume_run", (runs / "stopped",), {})]
+
+        await highlight(pilot, runs / "done")
+        await pilot.press("r")
+        dialog = app.screen
+        assert isinstance(dialog, AskDialog) and dialog.query_one(Input).value == "8"
+        dialog.query_one(Input).value = "3"
+        await pilot.press("enter")
+        assert "larger total" in text(dialog.query_one("#error", Static))
+        dialog.query_one(Input).value = "12"
+        await pilot.press("enter")
+        assert calls[-1] == ("resume_run", (runs / "done",), {"epochs": 12})
+
+        await highlight(pilot, runs / "failed")
+        await pilot.press("r")
+        assert calls[-1][0] == "notify" and "no checkpoint yet" in calls[-1][1]
+
+
+@pilot_test
+async def test_watch_is_offered_for_a_running_run_and_new_run_opens_the_wizard(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, runs / "done")
+        assert screen.check_action("watch", ()) is False
+        await pilot.press("w")
+        screen = await highlight(pilot, runs / "running")
+        assert screen.check_action("resume", ()) is False
+        await pilot.press("w", "n")
+        assert calls == [("watch_run", (runs / "running",), {}), ("new_run", (), {})]
+
+
+@pilot_test
+async def test_another_folder_can_be_opened(runs, tmp_path, calls):
+    app = TorchdeckApp(out=tmp_path, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert screen.query_one("#runs", DataTable).row_count == 0
+        assert "No runs in" in text(screen.query_one("#overview-text", Static))
+        await pilot.press("o")
+        dialog = app.screen
+        dialog.query_one(Input).value = str(tmp_path / "missing")
+        await pilot.press("enter")
+        assert "is not a folder" in text(dialog.query_one("#error", Static))
+        dialog.query_one(Input).value = str(runs)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert screen.query_one("#runs", DataTable).row_count == 4
+
+
+@pilot_test
+async def test_the_run_to_select_is_highlighted_on_opening(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        assert app.screen.shown["name"] == "running"  # the newest
+        app.open_browser(select=runs / "stopped")
+        await settle(pilot)
+        assert app.screen.shown["name"] == "stopped"
+        assert app.screen.query_one("#runs", DataTable).cursor_row == 2
+
+
+@pilot_test
+async def test_an_unreadable_checkpoint_is_a_message_not_a_crash(copy, calls):
+    (copy / "done" / rundir.LAST).write_bytes(b"junk")
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, copy / "done")
+        assert "last.pt is damaged" in text(screen.query_one("#overview-text", Static))
+        await pilot.press("p")
+        await settle(pilot)
+        assert isinstance(app.screen, PredictDialog)  # best.pt is still fine
+        await pilot.press("escape")
+        (copy / "done" / rundir.BEST).write_bytes(b"")
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, EvaluateDialog)
+        assert "best.pt is empty" in text(app.screen.query_one("#error", Static))
+
+
+@pilot_test
+async def test_predict_an_image_for_an_image_task(tmp_path, calls):
+    from conftest import shape_images, write_idx_pair
+    from PIL import Image
+
+    write_idx_pair(tmp_path / "mnist", "t10k", *shape_images(1000))
+    run = Run.new(RunConfig.for_task("mnist", data_dir=str(tmp_path / "mnist"), epochs=3,
+                                     out=str(tmp_path / "runs"), name="digits")).start()
+    assert run.wait().name == "run_finished"
+    images, labels = shape_images(20, seed=3)
+    Image.fromarray(images[list(labels).index(7)]).save(tmp_path / "seven.png")
+    app = TorchdeckApp(out=tmp_path / "runs", browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, tmp_path / "runs" / "digits")
+        await pilot.press("p")
+        await settle(pilot)
+        dialog = app.screen
+        assert "path of an image file" in text(dialog.query_one("#features", Static))
+        dialog.query_one(Input).value = str(tmp_path / "seven.png")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert dialog.prediction["class"] == "7"
+
+
+@pilot_test
+async def test_export_writes_a_verified_file_and_shows_problems_inline(copy, calls, monkeypatch):
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, copy / "done")
+        await pilot.press("x")
+        await settle(pilot)
+        dialog = app.screen
+        assert isinstance(dialog, ExportDialog)
+        await pilot.click("#torchscript")
+        await settle(pilot)
+        assert dialog.result["path"] == str(copy / "done" / "export" / "best.torchscript.pt")
+        assert (copy / "done" / "export" / "best.torchscript.pt.json").is_file()
+        shown = text(dialog.query_one("#result", Static))
+        assert "best.torchscript.pt" in shown and "largest difference" in shown and "tolerance" in shown
+
+        monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
+        await pilot.click("#onnx")
+        await settle(pilot)
+        assert 'pip install -e ".[onnx]"' in text(dialog.query_one("#error", Static))
+        assert text(dialog.query_one("#result", Static)).strip() == ""
+        await pilot.press("escape")
+        assert isinstance(app.screen, BrowserScreen) and calls == []

@@ -1,0 +1,244 @@
+"""The dashboard, driven with Textual's pilot on real tiny runs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import train
+from rich.console import Console
+from textual.widgets import ProgressBar, Static
+
+from engine.config import RunConfig
+from tui.app import TorchdeckApp
+from tui.dashboard import ConfirmQuit, DashboardScreen
+from tui.widgets import DevicePanel, EpochTable, LossCurve
+
+SIZE = (120, 36)
+
+
+async def until(pilot, condition, timeout: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the dashboard"
+        await pilot.pause(0.05)
+
+
+def result_text(screen: DashboardScreen) -> str:
+    """The end-of-run panel as plain text, tables included."""
+    console = Console(width=160, file=io.StringIO(), record=True)
+    console.print(screen.query_one("#result", Static).content)
+    return console.export_text()
+
+
+def dashboard_app(tmp_path, config: RunConfig) -> TorchdeckApp:
+    app = TorchdeckApp(out=tmp_path)
+    app.new_run = lambda config_=None: app.start_run(config)  # open straight on the dashboard
+    return app
+
+
+def test_a_run_on_the_dashboard(tmp_path):
+    config = RunConfig.for_task("iris", epochs=12, out=str(tmp_path), name="dash[red]")  # brackets: not markup
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            await pilot.pause(0.3)
+            overall = screen.query_one("#overall-bar", ProgressBar)
+            assert overall.progress == overall.total == 12 * 7
+            assert screen.query_one(EpochTable).row_count == 12
+            assert len(screen.query_one(LossCurve).val) == 12
+            assert screen.ended.name == "run_finished"
+            assert "finished after 12 epochs" in result_text(screen)
+            assert f"{tmp_path}/dash[red]/best.pt" in result_text(screen)
+            await until(pilot, lambda: "confusion matrix" in result_text(screen))
+            assert "setosa" in result_text(screen)
+
+    asyncio.run(scenario())
+    assert (tmp_path / "dash[red]" / "best.pt").exists() and (tmp_path / "dash[red]" / "last.pt").exists()
+
+
+def test_pause_resume_and_stop_from_the_keyboard(tmp_path):
+    config = RunConfig.for_task("digits", epochs=3000, out=str(tmp_path), name="long")
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                        and app.screen.query_one(EpochTable).row_count >= 2)
+            screen = app.screen
+            epochs_seen = lambda: len(screen.query_one(LossCurve).val)  # noqa: E731
+            await pilot.press("p")
+            control = screen.source.control
+            assert control.paused
+            await pilot.pause(0.5)
+            seen = epochs_seen()
+            await pilot.pause(0.6)
+            assert epochs_seen() == seen  # nothing trains while paused
+            await pilot.press("p")
+            assert not control.paused
+            await until(pilot, lambda: epochs_seen() > seen)
+            await until(pilot, lambda: screen.query_one(EpochTable).row_count > seen)
+            await pilot.press("s")
+            await until(pilot, lambda: screen.ended is not None)
+            assert screen.ended.name == "run_stopped"
+            assert "resume with: torchdeck train --resume" in result_text(screen)
+
+    asyncio.run(scenario())
+    assert (tmp_path / "long" / "last.pt").exists()
+
+
+def test_quit_while_training_asks_then_stops_and_saves(tmp_path):
+    config = RunConfig.for_task("digits", epochs=3000, out=str(tmp_path), name="q")
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen)
+                        and app.screen.query_one(EpochTable).row_count >= 1)
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            assert app.screen.ended is None
+            await pilot.press("q")
+            await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
+            await pilot.press("y")
+            await until(pilot, lambda: not app.is_running)
+
+    asyncio.run(scenario())
+    events = (tmp_path / "q" / "events.jsonl").read_text().splitlines()
+    assert '"event": "run_stopped"' in events[-1]
+
+
+def test_bad_input_and_engine_failures_show_the_error_panel(tmp_path):
+    async def failing(config):
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            assert screen.query_one("#result").has_class("failed")
+            return result_text(screen)
+
+    too_small = RunConfig.for_task("iris", val_fraction=0.01, out=str(tmp_path))
+    assert "val_fraction: 0.01 of 150 samples" in asyncio.run(failing(too_small))
+    diverging = RunConfig.for_task("linear", optimizer="sgd", lr=1e10, out=str(tmp_path))
+    assert "training diverged" in asyncio.run(failing(diverging))
+
+
+def test_watch_a_finished_run_written_by_the_cli(tmp_path):
+    run, _ = train(tmp_path, "wine", epochs=6, name="done")
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path, watch=run.run_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            assert screen.query_one(EpochTable).row_count == 6
+            assert "finished after 6 epochs" in result_text(screen)
+            await pilot.press("p")  # nothing to pause in a watched run: a notice, not a crash
+            assert app.is_running
+
+    asyncio.run(scenario())
+
+
+def test_watching_a_data_parallel_job_says_how_many_processes_train_it(tmp_path):
+    run, _ = train(tmp_path, "iris", epochs=2, name="job")
+    events = run.run_dir / "events.jsonl"
+    lines = [json.loads(line) for line in events.read_text().splitlines()]
+    for line in lines:
+        if line["event"] == "run_started":
+            line["world_size"] = 2  # as rank 0 of `torchdeck train --nproc 2` records it
+    events.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path, watch=run.run_dir)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            assert "2 processes (data parallel)" in str(app.screen.query_one(DevicePanel).content)
+
+    asyncio.run(scenario())
+
+
+def test_watch_follows_a_run_in_another_process(tmp_path):
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "train", "--task", "digits", "--epochs", "60", "--name", "live"],
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    run_dir = tmp_path / "checkpoints" / "live"
+    try:
+        deadline = time.monotonic() + 60
+        while not (run_dir / "events.jsonl").exists():
+            assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+            time.sleep(0.05)
+
+        async def scenario():
+            app = TorchdeckApp(out=run_dir.parent, watch=run_dir)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+                screen = app.screen
+                assert screen.ended.name == "run_finished"
+                assert screen.query_one(EpochTable).row_count == 60
+
+        asyncio.run(scenario())
+    finally:
+        process.wait(timeout=60)
+
+
+@pytest.mark.parametrize("command", [[], ["tui"], ["watch", "checkpoints"]])
+def test_the_tui_commands_need_a_terminal_or_a_run(cli, command):
+    result = cli(*command)
+    assert result.code == 2
+    assert "torchdeck: error:" in result.err
+
+
+def test_a_resumed_run_shows_its_earlier_epochs(tmp_path):
+    run, _ = train(tmp_path, "iris", epochs=3, name="again")
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path)
+        app.new_run = lambda config_=None: app.resume_run(run.run_dir, epochs=5)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            assert screen.started.start_epoch == 3
+            assert screen.query_one(EpochTable).row_count == 5
+            assert len(screen.query_one(LossCurve).val) == 5
+
+    asyncio.run(scenario())
+
+
+def test_from_the_wizard_to_a_finished_run_with_the_keyboard(tmp_path):
+    """Launch, Enter through the wizard with 6 epochs typed in, and watch the real run end."""
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.pause()
+            await pilot.press("enter", "enter")  # task: iris; model: the preset's MLP
+            wizard = app.screen
+            for _ in range(30):
+                if wizard.focused.id == "epochs":
+                    break
+                await pilot.press("tab")
+            await pilot.press("6", "enter", "enter")  # epochs 6; review; start
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            await pilot.pause(0.3)
+            overall = screen.query_one("#overall-bar", ProgressBar)
+            assert overall.progress == overall.total == 6 * 7
+            assert screen.query_one(EpochTable).row_count == 6
+            return screen.run_dir
+
+    run_dir = Path(asyncio.run(scenario()))
+    assert run_dir.parent == tmp_path and run_dir.name.startswith("iris-mlp-")
+    assert (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists()
