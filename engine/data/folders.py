@@ -40,26 +40,29 @@ class Listing:
 def scan(root: str | Path | None, task: str) -> tuple[dict[str, Listing], list[str]]:
     """The folder's splits (``train`` and any of ``val``, ``test`` it has) and its class names."""
     if root is None:
-        raise DataError(f"{task}: give the image folder with --data-dir DIR (one sub-folder per class)")
+        raise DataError(f"{task}: give the image folder with --data-dir DIR (one sub-folder per class)",
+                        option="data_dir")
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{task}: {root} is not a folder; --data-dir needs a folder of class folders")
+        raise DataError(f"{task}: {root} is not a folder; --data-dir needs a folder of class folders",
+                        option="data_dir")
     parts = {name: root / name for name in ("train", "val", "test") if (root / name).is_dir()}
     if "train" not in parts:
         if parts:
-            raise DataError(f"{root} has {', '.join(parts)}/ but no train/ folder")
+            raise DataError(f"{root} has {', '.join(parts)}/ but no train/ folder", option="data_dir")
         parts = {"train": root}
     classes = sorted(p.name for p in parts["train"].iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
         found = f"only the class '{classes[0]}'" if classes else "no class folders"
-        raise DataError(f"{parts['train']} has {found}; an image folder needs a sub-folder per class, at least two")
+        raise DataError(f"{parts['train']} has {found}; an image folder needs a sub-folder per class, at least two",
+                        option="data_dir")
     listings = {name: _list(folder, classes) for name, folder in parts.items()}
     for name, listing in listings.items():
         if not listing.paths:
-            raise DataError(f"{parts[name]} holds no images ({', '.join(sorted(EXTENSIONS))})")
+            raise DataError(f"{parts[name]} holds no images ({', '.join(sorted(EXTENSIONS))})", option="data_dir")
     empty = [c for i, c in enumerate(classes) if i not in set(listings["train"].labels)]
     if empty:
-        raise DataError(f"{parts['train']}: the class folder(s) {', '.join(empty)} hold no images")
+        raise DataError(f"{parts['train']}: the class folder(s) {', '.join(empty)} hold no images", option="data_dir")
     _check_headers(root, [path for listing in listings.values() for path in listing.paths])
     return listings, classes
 
@@ -67,8 +70,8 @@ def scan(root: str | Path | None, task: str) -> tuple[dict[str, Listing], list[s
 def _check_headers(root: Path, paths: list[Path]) -> None:
     """Refuse files that are not images before training (a run should not fail at its test split).
 
-    Opening an image reads only its header (about 20 µs a file); a file whose pixels are damaged
-    past the header still fails when it is decoded, in one line that names it.
+    Opening an image reads only its header, cheap even for large folders; a file whose pixels are
+    damaged past the header still fails when it is decoded, in one line that names it.
     """
     unreadable = []
     for path in paths:
@@ -81,13 +84,14 @@ def _check_headers(root: Path, paths: list[Path]) -> None:
         path, reason = unreadable[0]
         more = f" (and {len(unreadable) - 1} more file(s) like it)" if len(unreadable) > 1 else ""
         raise DataError(f"{path} is not an image torchdeck can read ({reason}){more}; "
-                        f"remove or move such files out of {root}")
+                        f"remove or move such files out of {root}", option="data_dir")
 
 
 def _list(folder: Path, classes: list[str]) -> Listing:
     strays = [p.name for p in folder.iterdir() if p.is_dir() and p.name not in classes and not p.name.startswith(".")]
     if strays:
-        raise DataError(f"{folder} has class folder(s) {', '.join(strays)} that train/ does not have")
+        raise DataError(f"{folder} has class folder(s) {', '.join(strays)} that train/ does not have",
+                        option="data_dir")
     paths, labels = [], []
     for index, name in enumerate(classes):
         for path in sorted((folder / name).rglob("*")) if (folder / name).is_dir() else []:
@@ -205,7 +209,7 @@ class FolderSplit:
     def close(self) -> None:
         """Stop the loader's worker processes now, in this thread. Left to the garbage collector,
         a finished run's persistent workers are shut down by whichever thread collects the run,
-        which then waits on them: the next run in the same process stalled for 10 s. The loader
+        which then waits on them: the next run in the same process stalled. The loader
         stays usable (iterating it again starts new workers)."""
         iterator, self.loader._iterator = self.loader._iterator, None  # no public API for this
         if iterator is not None:
@@ -224,8 +228,8 @@ def _workers(images: int, device: torch.device) -> int:
 
     None for a small split (starting workers costs more than decoding in process). A model
     trained on the CPU computes on the same cores the workers decode on: none on two cores or
-    fewer (bench/compare_loops.py, the convnet at 32x32 on 2 cores: 1,620 images/s without
-    workers, 1,360 with 2), half the cores up to 4 above that. On a GPU, up to 4.
+    fewer (there they slow the model down more than they speed decoding up: bench/compare_loops.py
+    measures it), half the cores up to 4 above that. On a GPU, up to 4.
     """
     cores = os.cpu_count() or 1
     if images < WORKERS_FROM or (device.type == "cpu" and cores <= 2):

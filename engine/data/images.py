@@ -3,8 +3,8 @@
 The files are read by this module, not through torchvision's data set classes: those insist on
 the complete official set (MNIST refuses a folder without the training files, CIFAR10 checks the
 md5 of every batch), while a user often has only part of it, gzipped or not, in a folder of
-their own. torchvision is used for one thing only, downloading, and is imported only then (it
-costs about a second). Everything is decoded once into whole tensors; the caller splits them.
+their own. torchvision is used for one thing only, downloading, and is imported only then (its
+import is slow). Everything is decoded once into whole tensors; the caller splits them.
 """
 
 from __future__ import annotations
@@ -56,7 +56,6 @@ class ImageParts:
     train: Pair
     test: Pair | None
     class_names: list[str]
-    source: str
 
 
 def load_image_set(name: str, data_dir: str | None) -> ImageParts:
@@ -71,7 +70,7 @@ def load_image_set(name: str, data_dir: str | None) -> ImageParts:
             return _load_given(spec, Path(data_dir).expanduser())
         return _load_cached(spec, default_data_dir(name))
     except DataError as exc:
-        raise DataError(f"{name}: {exc}") from None
+        raise DataError(f"{name}: {exc}", option="data_dir") from None
 
 
 def default_data_dir(name: str) -> Path:
@@ -89,14 +88,12 @@ def _load_given(spec: ImageSetSpec, root: Path) -> ImageParts:
             f"none of the data files are in {root} (nor in its raw/, {spec.folder}/ or {spec.folder}/raw/ "
             f"folders); expected {_expected(spec)}"
         )
-    folder, train, test = found
-    return _read(spec, train, test, source=str(folder))
+    return _read(spec, *found)
 
 
 def _load_cached(spec: ImageSetSpec, root: Path) -> ImageParts:
     found = _locate(spec, root)
-    downloaded = found is None
-    if downloaded:
+    if found is None:
         try:
             _download(spec, root)
         except Exception:  # any failure of the download means the same to the user: no data
@@ -107,8 +104,7 @@ def _load_cached(spec: ImageSetSpec, root: Path) -> ImageParts:
         found = _locate(spec, root)
         if found is None:
             raise DataError(f"torchvision's download left none of {_expected(spec)} in {root}")
-    folder, train, test = found
-    return _read(spec, train, test, source=f"{folder}{' (downloaded by torchvision)' if downloaded else ''}")
+    return _read(spec, *found)
 
 
 def _download(spec: ImageSetSpec, root: Path) -> None:
@@ -133,8 +129,8 @@ def _expected(spec: ImageSetSpec) -> str:
     return f"{', '.join(spec.train_files + spec.test_files)} (or only {', '.join(spec.test_files)})"
 
 
-def _locate(spec: ImageSetSpec, root: Path) -> tuple[Path, list[Path], list[Path]] | None:
-    """The folder holding the set's files, with its train and test files (either may be empty).
+def _locate(spec: ImageSetSpec, root: Path) -> tuple[list[Path], list[Path]] | None:
+    """The set's train and test files (either may be empty) in the first folder that holds any.
 
     The files may be in ``root`` itself or where torchvision keeps them under its root
     (``MNIST/raw``, ``cifar-10-batches-py``); a split with some of its files is an error,
@@ -150,7 +146,7 @@ def _locate(spec: ImageSetSpec, root: Path) -> tuple[Path, list[Path], list[Path
                 present = [name for name, path in zip(names, paths) if path is not None]
                 raise DataError(f"{folder} has {', '.join(present)} but not {', '.join(missing)}; add the missing files")
         train, test = ([path for path in paths if path] for paths in splits)
-        return folder, train, test
+        return train, test
     return None
 
 
@@ -162,9 +158,9 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _read(spec: ImageSetSpec, train: list[Path], test: list[Path], source: str) -> ImageParts:
+def _read(spec: ImageSetSpec, train: list[Path], test: list[Path]) -> ImageParts:
     splits = [_read_split(spec, paths) for paths in (train, test) if paths]
-    return ImageParts(splits[0], splits[1] if len(splits) == 2 else None, list(spec.class_names), source)
+    return ImageParts(splits[0], splits[1] if len(splits) == 2 else None, list(spec.class_names))
 
 
 def _read_split(spec: ImageSetSpec, paths: list[Path]) -> Pair:

@@ -104,7 +104,7 @@ def split_rows(spec: TaskSpec, labels: np.ndarray, config, held_out: tuple[str, 
         if round(share * len(labels)) < least:
             raise DataError(
                 f"{name}_fraction: {share} of {len(labels)} samples is fewer than the {least} that task "
-                f"'{spec.name}' needs in that split; use a larger fraction"
+                f"'{spec.name}' needs in that split; use a larger fraction", option=f"{name}_fraction"
             )
     rows, left, splits = np.arange(len(labels)), 1.0, {}
     for name, share in sorted(shares.items(), key=lambda item: item[0] != "test"):  # test first, as ever

@@ -126,7 +126,8 @@ def load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
         parts = split_rows(replace(spec, kind=kind), labels, config)
     except ValueError as exc:  # large fractions can leave a small class too few rows to cut further
         raise DataError(f"target: the classes of '{name}' are too small to split "
-                        f"({str(exc).split('. ')[0]}); use a smaller --test-fraction or more rows") from None
+                        f"({str(exc).split('. ')[0]}); use a smaller --test-fraction or more rows",
+                        option="target") from None
     if meta is None:
         columns = [_fit_column(header[i], [row[i] for row in rows], gaps[:, i], parts["train"], config.missing)
                    for i in range(len(header)) if i != target]
@@ -143,7 +144,8 @@ def load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
 def _read(config) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
     """The file's path, header and data rows, each row as long as the header."""
     if config.data_dir is None:
-        raise DataError("data_dir: the csv task reads your table: give --data-dir FILE.csv (with a header row)")
+        raise DataError("data_dir: the csv task reads your table: give --data-dir FILE.csv (with a header row)",
+                        option="data_dir")
     path = Path(config.data_dir).expanduser()
     rows = read_rows(path)
     header = [cell.strip() for cell in rows[0][1]]
@@ -165,9 +167,11 @@ def _read(config) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
 def _target_column(path: Path, header: list[str], target: str | None) -> int:
     columns = ", ".join(header)
     if target is None:
-        raise DataError(f"target: the csv task needs --target COLUMN, the column to predict; {path} has: {columns}")
+        raise DataError(f"target: the csv task needs --target COLUMN, the column to predict; {path} has: {columns}",
+                        option="target")
     if target not in header:
-        raise DataError(f"target: {path} has no column '{target}'{did_you_mean(target, header)}; it has: {columns}")
+        raise DataError(f"target: {path} has no column '{target}'{did_you_mean(target, header)}; it has: {columns}",
+                        option="target")
     if len(header) == 1:
         raise DataError(f"{path} has no column besides the target '{target}' to learn from")
     return header.index(target)
@@ -216,14 +220,14 @@ def _target_kind(name: str, values: list[str], wanted: str) -> tuple[str, list[s
     if wanted == "regression" and None in numbers:
         text = values[numbers.index(None)]
         raise DataError(f"target: the column '{name}' holds text such as {text!r}, so it cannot be a "
-                        f"regression target; use --target-kind classification")
+                        f"regression target; use --target-kind classification", option="target")
     if wanted == "regression" or wanted == "auto" and None not in numbers and (
             len(set(numbers)) > MAX_CLASSES or not all(number.is_integer() for number in numbers)):
         return "regression", []
     names = sorted({_class_name(value) for value in values}, key=_class_order(values))
     if len(names) < 2:
         raise DataError(f"target: the column '{name}' holds only the value {names[0]!r}; "
-                        f"a classifier needs at least 2 classes")
+                        f"a classifier needs at least 2 classes", option="target")
     return ("binary" if len(names) == 2 else "multiclass"), names
 
 
@@ -262,7 +266,8 @@ def _labels(path: Path, name: str, kind: str, class_names: list[str], values: li
     for class_name, count in zip(class_names, np.bincount(labels, minlength=len(class_names))):
         if count < MIN_PER_CLASS:
             raise DataError(f"target: the class '{class_name}' of '{name}' has {count} rows; every class needs at "
-                            f"least {MIN_PER_CLASS}, one for each of the train, validation and test splits")
+                            f"least {MIN_PER_CLASS}, one for each of the train, validation and test splits",
+                            option="target")
     return labels
 
 

@@ -49,8 +49,6 @@ def _linear(config) -> RawData:
     return RawData(x, y, ["x"])
 
 
-
-
 def load_task(config, device: torch.device | str = "cpu", meta: TaskMeta | None = None) -> TaskData:
     """The task's train/val/test splits as tensors on ``device``.
 
@@ -87,7 +85,6 @@ def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskD
     MNIST-sized sets fit in memory many times over, so batches are cut by index like tables:
     no per-sample decoding or PIL work in the training loop.
     """
-
     parts = load_image_set(spec.image_set, config.data_dir)
     images, labels = parts.train
     held_out = split_rows(spec, labels.numpy(), config, held_out=("val",) if parts.test else ("val", "test"))
@@ -106,11 +103,11 @@ def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskD
 
 def _load_folder(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
     """An image folder's splits, decoded per batch through DataLoaders (see engine.data.folders)."""
-
     listings, classes = scan(config.data_dir, spec.name)
     kind = spec.kind if spec.kind != "auto" else ("binary" if len(classes) == 2 else "multiclass")
     if kind == "binary" and len(classes) != 2:
-        raise DataError(f"{spec.name} needs exactly two class folders; {config.data_dir} has {len(classes)}")
+        raise DataError(f"{spec.name} needs exactly two class folders; {config.data_dir} has {len(classes)}",
+                        option="data_dir")
     paths = {name: listing.paths for name, listing in listings.items()}
     targets = {name: np.asarray(listing.labels) for name, listing in listings.items()}
     missing = tuple(name for name in ("val", "test") if name not in listings)
@@ -169,12 +166,6 @@ def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:
         y_mean=y_mean,
         y_scale=y_scale,
     )
-
-
-def _load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
-    """The user's CSV file (see engine.data.tables, imported here: it builds on this module)."""
-
-    return load_csv(spec, config, device, meta)
 
 
 # The image sets bring their own test split; given only one file pair (such as MNIST's t10k
@@ -262,7 +253,7 @@ TASKS: Catalog[TaskSpec] = Catalog(
             "csv", "Your own table: --data-dir FILE.csv --target COLUMN", "auto", None,
             dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adam", lr=1e-3,
                  batch_size=32, epochs=50, patience=10),
-            source="your CSV file", reads_data_dir=True, prepare=_load_csv,
+            source="your CSV file", reads_data_dir=True, prepare=load_csv,
         ),
     ],
 )

@@ -1,15 +1,13 @@
 """Reading and writing checkpoints safely.
 
-A checkpoint is a plain dict of tensors and primitives. It is written to a temporary file in
-the same folder, flushed to disk and renamed over the old one, so a crash at any moment leaves
-either the old or the new file, never a torn one. It is only ever read with
-``torch.load(weights_only=True)``: a file that would need arbitrary Python objects to load is
-refused and its payload never runs.
+A checkpoint is a plain dict of tensors and primitives. It is replaced whole or not at all
+(engine.store.atomic), so a crash at any moment leaves either the old or the new file, never a
+torn one. It is only ever read with ``torch.load(weights_only=True)``: a file that would need
+arbitrary Python objects to load is refused and its payload never runs.
 """
 
 from __future__ import annotations
 
-import os
 import pickle
 import sys
 import warnings
@@ -22,6 +20,7 @@ import torch
 from engine.config import RunConfig
 from engine.data.meta import TaskMeta
 from engine.errors import CheckpointError, TorchdeckError
+from engine.store.atomic import write_atomic
 
 FORMAT_VERSION = 1
 MAGIC = "torchdeck-checkpoint"
@@ -55,47 +54,14 @@ def versions() -> dict[str, str]:
 
 
 def save(payload: dict[str, Any], path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file, fsync, rename).
+    """Write ``payload`` to ``path`` atomically (see engine.store.atomic).
 
     A write that fails (disk full, a read-only or vanished folder) leaves the previous file as it
     was and raises a CheckpointError naming the folder and the operating system's reason. A
     process killed mid-write leaves at most a ``.NAME.PID.tmp`` file beside it, which the next
     run in that folder removes (``rundir.RunWriter``).
     """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:  # a read-only folder: nothing was created there anyway
-            pass
-        if isinstance(exc, OSError):
-            kept = f"; the previous {path.name} is intact" if path.exists() else ""
-            raise CheckpointError(
-                f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}{kept}"
-            ) from None
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return write_atomic(path, lambda handle: torch.save(payload, handle))
 
 
 def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> Any:

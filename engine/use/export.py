@@ -11,7 +11,8 @@ Nothing is reported done unless it works: the file is written under a temporary 
 back the way a consumer loads it (``torch.jit.load``, an onnxruntime session, or
 ``torch.load(weights_only=True)`` into a freshly built model), run on real samples of the task
 and compared with the checkpoint's own model. Only then are the file and its sidecar renamed
-into place, so a failed export leaves nothing behind and never half-replaces an earlier one.
+into place (engine.store.atomic), so a failed export leaves nothing behind and never
+half-replaces an earlier one.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ from engine.data.tables import MISSING
 from engine.data.tasks import load_task
 from engine.errors import DataError, TorchdeckError
 from engine.events import strict_json
-from engine.store import checkpoint
+from engine.store import atomic, checkpoint
 from engine.text import first_line
 from engine.train.models import MODELS, build_model
-from engine.use.inference import SavedRun
+from engine.use.saved import SavedRun
 
 EXPORT_DIR = "export"  # default home of exports, beside the checkpoint
 SAMPLES = 64  # test samples run through both models
@@ -194,22 +195,17 @@ def export(saved: SavedRun, format_name: str, out: str | Path | None = None) -> 
     spec = export_format(format_name)
     path = _destination(saved, spec, out)
     inputs, source = sample_inputs(saved)
-    staged = {final: final.with_name(f".{final.name}.{os.getpid()}.tmp") for final in (path, sidecar_path(path))}
-    temporary, sidecar_temporary = staged.values()
     made_folder = _make_folder(path.parent)
-    try:
-        started = time.perf_counter()
-        _run_exporter(spec, saved.model, inputs[:EXAMPLE], temporary)
-        exported = time.perf_counter()
-        check = verify(spec, temporary, saved, inputs, source)
-        verified = time.perf_counter()
-        info = sidecar(saved, spec, path.name, check)
-        sidecar_temporary.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        for final, temp in staged.items():
-            _publish(temp, final)
+    try:  # the inner block ends first: the model is published, then its sidecar
+        with atomic.staged(sidecar_path(path)) as sidecar_temporary, atomic.staged(path) as temporary:
+            started = time.perf_counter()
+            _run_exporter(spec, saved.model, inputs[:EXAMPLE], temporary)
+            exported = time.perf_counter()
+            check = verify(spec, temporary, saved, inputs, source)
+            verified = time.perf_counter()
+            info = sidecar(saved, spec, path.name, check)
+            sidecar_temporary.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     except BaseException:
-        for temp in staged.values():
-            temp.unlink(missing_ok=True)
         if made_folder:
             with contextlib.suppress(OSError):  # not empty after all: leave it
                 path.parent.rmdir()
@@ -245,13 +241,6 @@ def _run_exporter(spec: ExportFormat, model: nn.Module, example: torch.Tensor, p
         spec.write(model, example, path)
     except Exception as exc:  # the exporters fail in their own ways; each means the same to the user
         raise ExportFailed(f"the {spec.name} exporter failed: {first_line(exc)}") from exc
-
-
-def _publish(temporary: Path, path: Path) -> None:
-    """Flush ``temporary`` to disk and rename it over ``path`` (atomic within one folder)."""
-    with open(temporary, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
 
 
 # --- verifying ------------------------------------------------------------------------------

@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import train
-from test_tui_wizard import drive, error
+from conftest import drive, error, train
 
 from engine.config import RunConfig, catalog, command_line
 from engine.data.tasks import load_task

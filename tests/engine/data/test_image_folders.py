@@ -87,7 +87,7 @@ def test_cats_vs_dogs_preset_is_the_tutorial_setup(out, tmp_path):
     assert (config.model, config.optimizer, config.lr, config.image_size) == ("convnet", "rmsprop", 1e-4, 180)
     assert config.augment and config.monitor == "val_loss" and config.patience > 0
     run = Run.new(config)
-    assert run.data.meta.input_shape == [3, 180, 180] and run.kind == "binary"
+    assert run.data.meta.input_shape == [3, 180, 180] and run.data.meta.kind == "binary"
     assert run.data.splits["train"].dataset.transform.transforms[0].__class__.__name__ == "RandomHorizontalFlip"
     assert run.data.splits["val"].dataset.transform.transforms[0].__class__.__name__ == "ToTensor"
     run.start()

@@ -23,7 +23,8 @@ from torch import nn
 from engine.config import RunConfig
 from engine.train.run import Run
 from engine.use.export import FORMATS, export, sidecar_path
-from engine.use.inference import load, predict, predict_images
+from engine.use.predict import predict, predict_images
+from engine.use.saved import load
 
 FORMAT_NAMES = list(FORMATS)
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")  # it still loads

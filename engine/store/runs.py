@@ -1,0 +1,178 @@
+"""What state runs are in, read from their run directories: status, summaries, listings, and
+which checkpoint a run directory offers (or why it has none yet).
+
+Everything here reads config.toml and events.jsonl alone, never a checkpoint, so that listing a
+folder of runs stays fast however large their models are. A run whose process is gone without
+recording its end is told apart from one still training by asking whether that process lives.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from engine.config import tomllib
+from engine.errors import CheckpointError
+from engine.events import (
+    TERMINAL_STATUS,
+    BatchProgress,
+    EpochEnded,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    RunStopped,
+)
+from engine.store.atomic import process_alive
+from engine.store.rundir import BEST, CONFIG, EVENTS, LAST, read_events
+
+
+def locate(path: str | Path, prefer: str = LAST) -> tuple[Path, Path | None]:
+    """(checkpoint file, its run directory or None) for a run directory or a ``.pt`` path."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: no such file or run directory")
+    if path.is_dir():
+        for name in (prefer, LAST, BEST):
+            if (path / name).is_file():
+                return path / name, path
+        if (path / EVENTS).is_file():
+            raise CheckpointError(f"{path} holds no checkpoint yet: {_why_no_checkpoint(path)}")
+        raise CheckpointError(f"{path} is not a torchdeck run directory (it holds no {LAST} or {BEST})")
+    run_dir = path.parent if (path.parent / EVENTS).is_file() else None
+    return path, run_dir
+
+
+def _why_no_checkpoint(run_dir: Path) -> str:
+    state = status(run_dir)
+    if state == "running":
+        return "the run is still in its first epoch"
+    failures = [r.get("message", "") for r in read_events(run_dir) if r.get("event") == "run_failed"]
+    if failures:
+        return f"the run {state} before its first epoch ended ({failures[-1]})"
+    again = f"; start it again with: torchdeck train --config {shlex.quote(str(run_dir / CONFIG))}" \
+        if (run_dir / CONFIG).is_file() else ""
+    return f"the run {state} before its first epoch ended (its process was killed or crashed){again}"
+
+
+STARTS_WITHIN = 60.0  # seconds: a run directory whose run has not started by then never will
+
+
+def status(run_dir: str | Path) -> str:
+    """finished, stopped, failed or running; a run whose process died counts as failed."""
+    return _status(read_events(run_dir, skip=(BatchProgress.name,)), run_dir)
+
+
+def _status(records: Iterable[dict[str, Any]], run_dir: str | Path) -> str:
+    state, started = "running", {}
+    for record in records:
+        if record.get("event") == "run_started":
+            state, started = "running", record
+        elif record.get("event") in TERMINAL_STATUS:
+            state = TERMINAL_STATUS[record["event"]]
+    if state != "running":
+        return state
+    if not started:  # no process recorded yet: being prepared, or it died before it could say so
+        return "failed" if _age(Path(run_dir) / EVENTS) > STARTS_WITHIN else "running"
+    if started.get("host") == socket.gethostname() and not process_alive(started.get("pid", 0)):
+        return "failed"
+    return state
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def summary(run_dir: str | Path) -> dict[str, Any] | None:
+    """What a list of runs shows about one, from config.toml and events.jsonl alone.
+
+    No checkpoint is loaded, so listing a folder stays fast however large the models are. None
+    when ``run_dir`` is not a run directory (it holds no readable config.toml). The keys: path,
+    name, task, model, epochs_done, epochs (the total), best (monitor, value and epoch; empty
+    before the first epoch), status, reason (why it finished or stopped), message (why it
+    failed), started (time of its first start), parameters and config.
+    """
+    run_dir = Path(run_dir)
+    try:
+        config = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+    if not {"task", "model", "epochs"} <= config.keys():
+        return None
+    records = list(read_events(run_dir, skip=(BatchProgress.name,)))
+    first_start, started, done, best, reason, message = None, {}, 0, {}, "", ""
+    for record in records:
+        event = record.get("event")
+        if event == RunStarted.name:
+            first_start = first_start or record.get("time")
+            started, done, reason, message = record, record.get("start_epoch", done), "", ""
+        elif event == EpochEnded.name:
+            done = record["epoch"]
+            if record.get("improved"):
+                best = _best_of(record, config.get("monitor", "auto"))
+        elif event == RunFinished.name:
+            best = record.get("best") or best  # also knows a best epoch that a resumed branch did not record
+            reason = record.get("reason", "")
+        elif event == RunStopped.name:
+            reason = record.get("reason", "")
+        elif event == RunFailed.name:
+            message = record.get("message", "")
+    state = _status(records, run_dir)
+    if state == "failed" and not message:
+        message = f"the training process (pid {started.get('pid', '?')}) ended without recording why"
+    return {
+        "path": run_dir,
+        "name": run_dir.name,
+        "task": config["task"],
+        "model": config["model"],
+        "epochs_done": done,
+        "epochs": config["epochs"],
+        "best": best,
+        "status": state,
+        "reason": reason,
+        "message": message,
+        "started": first_start if first_start is not None else (run_dir / CONFIG).stat().st_mtime,
+        "parameters": started.get("parameters"),
+        "config": config,
+    }
+
+
+def _best_of(epoch: dict[str, Any], monitor: str) -> dict[str, Any]:
+    """The monitored value of an improved epoch; ``auto`` resolves as ``metrics.default_monitor``
+    does (accuracy where the task measures it, else the loss) without importing torch."""
+    metrics = epoch.get("metrics", {})
+    if monitor == "auto":
+        monitor = "accuracy" if "accuracy" in metrics else "val_loss"
+    value = epoch["val_loss"] if monitor == "val_loss" else metrics.get(monitor)
+    return {"monitor": monitor, "value": value, "epoch": epoch["epoch"]}
+
+
+def list_runs(folder: str | Path) -> list[dict[str, Any]]:
+    """The :func:`summary` of every run directory in ``folder``, newest first.
+
+    Other folders and files are passed over; a folder that does not exist yet holds no runs.
+    """
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    try:
+        children = [path for path in folder.iterdir() if path.is_dir()]
+    except OSError as exc:
+        raise CheckpointError(f"cannot list the runs in {folder}: {exc.strerror}") from None
+    runs = [found for found in map(summary, children) if found is not None]
+    return sorted(runs, key=lambda run: (run["started"], run["name"]), reverse=True)
+
+
+def training_pid(run_dir: str | Path) -> int | None:
+    """The process on this machine that is training the run right now, if any."""
+    if status(run_dir) != "running":
+        return None
+    started = [r for r in read_events(run_dir) if r.get("event") == "run_started"]
+    if started and started[-1].get("host") == socket.gethostname():
+        return started[-1].get("pid")
+    return None

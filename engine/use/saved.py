@@ -1,0 +1,50 @@
+"""A saved run, loaded for use: the start of inspect, evaluate, predict and export.
+
+A checkpoint holds everything needed: the model is rebuilt from the catalog by the
+checkpoint's config and given its weights, and the task's metadata carries the scaler fitted at
+training time, so nothing of the original process or data is required.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.config import RunConfig
+from engine.data.meta import TaskMeta
+from engine.errors import CheckpointError, TorchdeckError
+from engine.store import checkpoint, rundir, runs
+from engine.text import first_line
+from engine.train.models import build_model
+
+
+@dataclass
+class SavedRun:
+    """A checkpoint loaded for use: its config, task metadata and model in eval mode."""
+
+    path: Path
+    run_dir: Path | None
+    state: dict[str, Any]
+    config: RunConfig
+    meta: TaskMeta
+    model: torch.nn.Module
+
+
+def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
+    """Load the run at ``path``; a run directory gives its ``best.pt`` unless ``prefer`` says otherwise."""
+    ckpt_path, run_dir = runs.locate(path, prefer)
+    state = checkpoint.load(ckpt_path)
+    try:
+        config = RunConfig.from_dict(state["config"])
+        meta = TaskMeta.from_dict(state["task"])
+        model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
+        model.load_state_dict(state["model"])
+    except TorchdeckError as exc:
+        raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
+    except (KeyError, TypeError, RuntimeError) as exc:
+        raise CheckpointError(f"{ckpt_path} is incomplete or does not fit its config ({first_line(exc)})") from None
+    model.eval()
+    return SavedRun(ckpt_path, run_dir, state, config, meta, model)
