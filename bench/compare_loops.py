@@ -89,7 +89,7 @@ def _timed_fsync(fd):
             SPANS["fsync"].append((start, time.time()))
 
 
-engine.store.checkpoint.save = _timed_save  # run.py calls checkpoint.save through the module
+engine.store.checkpoint.save = _timed_save  # engine/train/checkpointer.py calls it through the module
 os.fsync = _timed_fsync
 
 

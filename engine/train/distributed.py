@@ -8,11 +8,11 @@ and costs nothing, so the engine calls them unconditionally where all ranks do t
 ``LOCAL_WORLD_SIZE``); ``setup()`` joins the process group: gloo for CPU tensors (and the small
 exchanges of Python objects), nccl for CUDA tensors, each process training on ``cuda:LOCAL_RANK``.
 
-How a job stays in step (see ``engine/train/run.py``): every rank draws the same per-epoch permutation
-and takes its slice of each global batch; DDP averages gradients; stop requests, the time-based
-checkpoint decision and the running loss are exchanged at sync points every ~0.1 s; validation
-and test outputs are gathered so every rank computes the same metrics. Only rank 0 writes the
-run directory.
+How a job stays in step (see ``engine/train/loop.py`` and ``sync.py``): every rank draws the same
+per-epoch permutation and takes its slice of each global batch; DDP averages gradients; stop
+requests, the time-based checkpoint decision and the running loss are exchanged at sync points
+(about as often as batch events); validation and test outputs are gathered so every rank
+computes the same metrics. Only rank 0 writes the run directory.
 
 Failures: a rank that fails writes its message to torchrun's error file (``TORCHELASTIC_ERROR_FILE``)
 for the launcher to report; the others notice at their next collective (a closed connection)
@@ -96,14 +96,14 @@ class World:
         if name == "auto":
             name = "cuda" if torch.cuda.is_available() else "cpu"
         if name == "mps":
-            raise ConfigError("device: a job of several processes trains on cpu (gloo) or cuda (nccl), not mps")
+            raise ConfigError("device: a job of several processes trains on cpu (gloo) or cuda (nccl), not mps", option="device")
         device = resolve_device(name)
         if device.type != "cuda":
             return device
         if self.local_rank >= torch.cuda.device_count():
             raise ConfigError(
                 f"device: this machine has {torch.cuda.device_count()} CUDA device(s), too few for "
-                f"{self.local_size} processes (one GPU each); use --nproc {torch.cuda.device_count()}"
+                f"{self.local_size} processes (one GPU each); use --nproc {torch.cuda.device_count()}", option="device",
             )
         torch.cuda.set_device(self.local_rank)
         return torch.device("cuda", self.local_rank)
@@ -126,7 +126,7 @@ class World:
             per = "two samples" if config.batch_norm else "one sample"
             raise ConfigError(
                 f"batch_size: {config.batch_size} is too small for {self.size} processes; the batch size is the "
-                f"global batch, split among the processes, and each needs at least {per}: use at least {least}"
+                f"global batch, split among the processes, and each needs at least {per}: use at least {least}", option="batch_size",
             )
 
     def wrap(self, model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

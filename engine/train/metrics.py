@@ -1,9 +1,9 @@
 """Validation and test metrics, computed once per evaluation.
 
-Regression metrics (and the evaluation reports of engine/use/inference.py) come from scikit-learn.
-Accuracy is counted in torch, where the outputs are: scikit-learn's ``accuracy_score`` spends
-about 0.3 ms checking what kind of labels it got, a fifth of an Iris epoch, to count matches
-(tests/test_metrics.py checks that both agree).
+Regression metrics (and the evaluation reports of engine/use/evaluate.py) come from scikit-learn.
+Accuracy is counted in torch, where the outputs are: scikit-learn's ``accuracy_score`` checks
+what kind of labels it got before counting matches, which costs a noticeable share of a tiny
+epoch (tests/engine/train/test_metrics.py checks that both agree).
 """
 
 from __future__ import annotations

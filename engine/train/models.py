@@ -78,7 +78,7 @@ def _image(model: str, config, input_shape: list[int], halvings: int) -> tuple[i
         raise ConfigError(
             f"model: {model} needs image inputs (channels x height x width, at least {least}x{least} "
             f"pixels), but task '{config.task}' gives inputs of shape {list(input_shape)}; choose an image "
-            f"task or the mlp model"
+            f"task or the mlp model", option="model",
         )
     return tuple(input_shape)
 
@@ -162,14 +162,14 @@ def _load_weights(model: nn.Module, path: str) -> None:
                 hint = " (conv1 is 3x3 for images under 64x64 and takes the task's channels)"
             raise ConfigError(
                 f"weights: {path} does not fit this model: {key} has shape {list(tensor.shape)}, "
-                f"the model's has {list(own[key].shape)}{hint}"
+                f"the model's has {list(own[key].shape)}{hint}", option="weights",
             )
     skipped = {key for key in _HEAD if key in state and state[key].shape != own[key].shape}
     result = model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     missing = [key for key in result.missing_keys if key not in skipped]
     if missing or result.unexpected_keys:
         problem = f"it lacks {missing[0]}" if missing else f"the model has no {result.unexpected_keys[0]}"
-        raise ConfigError(f"weights: {path} does not fit this model: {problem}")
+        raise ConfigError(f"weights: {path} does not fit this model: {problem}", option="weights")
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -182,11 +182,11 @@ def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         data = checkpoint.read_safely(path)
     except CheckpointError as exc:
-        raise ConfigError(f"weights: {exc}") from None
+        raise ConfigError(f"weights: {exc}", option="weights") from None
     if isinstance(data, dict):
         data = data.get("model", data.get("state_dict", data))
     if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ConfigError(f"weights: {path} holds no state dict (a mapping of names to tensors)")
+        raise ConfigError(f"weights: {path} holds no state dict (a mapping of names to tensors)", option="weights")
     return data
 
 

@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import train
+from conftest import shape_images, train
 
 from cli.launch import children_of, worker_args
 from engine.config import RunConfig
-from engine.store import rundir
+from engine.store import runs
 from engine.train.distributed import World
 from engine.train.run import Run
-from engine.use import inference
+from engine.use.evaluate import evaluate
+from engine.use.saved import load
 
 TORCHDECK = str(Path(sys.executable).with_name("torchdeck"))
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
@@ -145,8 +146,8 @@ def test_two_processes_train_like_one_and_leave_one_run_directory(jobs, out):
         assert close(saved, weights(single.run_dir / name))
     rng = torch.load(folder / "last.pt", weights_only=True)["rng"]
     assert len(rng["ranks"]) == 2 and torch.equal(rng["ranks"][0]["torch"], rng["torch"])
-    loaded = inference.load(folder)  # in this one process
-    assert inference.evaluate(loaded, "test")["metrics"]["accuracy"] == alone.test["accuracy"]
+    loaded = load(folder)  # in this one process
+    assert evaluate(loaded, "test")["metrics"]["accuracy"] == alone.test["accuracy"]
 
 
 # --- stop and resume -------------------------------------------------------------------------
@@ -208,7 +209,7 @@ def test_a_rank_that_dies_ends_the_job_with_one_clear_line(jobs, out):
     assert lines == [f"torchdeck: error: rank 1 (process {rank1}) was killed by SIGKILL; the job was stopped"]
     failed = job.events[-1]
     assert failed["event"] == "run_failed" and "another process of the job failed" in failed["message"]
-    assert rundir.status(out / "dies") == "failed"
+    assert runs.status(out / "dies") == "failed"
     assert torch.load(out / "dies" / "last.pt", weights_only=True)["epoch"] >= 1  # the last snapshot is kept
 
 
@@ -252,14 +253,23 @@ def test_two_machines_one_through_torchdeck_one_through_torchrun(jobs, out, tmp_
 # --- the pieces --------------------------------------------------------------------------------
 
 
+def image_folder(root: Path, count: int) -> Path:
+    """``root/<digit>/<n>.png``: ``count`` small grayscale images in ten class folders."""
+    from PIL import Image
+
+    images, labels = shape_images(count, size=16)
+    for n, (image, label) in enumerate(zip(images, labels)):
+        (root / str(label)).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(root / str(label) / f"{n}.png")
+    return root
+
+
 @pytest.mark.parametrize("task", ["digits", "image-folder"])
 def test_each_rank_takes_its_slice_of_every_global_batch_and_its_share_of_evaluation(task, tmp_path):
     """The tensor fast path and the DataLoader path cut a job's batches and evaluation shards alike."""
-    from test_image_folders import make_folder
-
     from engine.data.tasks import load_task
 
-    options = dict(data_dir=str(make_folder(tmp_path / "shapes", per_class=12)), image_size=12) if task != "digits" else {}
+    options = dict(data_dir=str(image_folder(tmp_path / "shapes", 120)), image_size=12) if task != "digits" else {}
     split = load_task(RunConfig.for_task(task, **options), "cpu").splits["train"]
     order = torch.randperm(len(split), generator=torch.Generator().manual_seed(0))
     count = -(-len(split) // 8)
@@ -287,3 +297,11 @@ def test_the_world_comes_from_torchruns_environment():
     single = World.single()  # every collective is the identity in one process
     assert single.broadcast("x") == "x" and single.gather(1) == [1]
     assert single.rows([1.0, 2.0]).tolist() == [[1.0, 2.0]]
+
+
+def test_a_sync_report_travels_as_one_row_and_comes_back_with_its_names():
+    from engine.train.sync import SyncReport
+
+    report = SyncReport(stop=True, save=False, steps=12, loss_sum=3.5, bad_batch=-1, bad_value=0.0)
+    (row,) = World.single().rows(report.row()).tolist()
+    assert SyncReport.from_row(row) == report

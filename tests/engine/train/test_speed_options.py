@@ -11,7 +11,8 @@ import torch
 from conftest import train
 
 from engine.train.run import Run
-from engine.use import inference
+from engine.use.predict import predict
+from engine.use.saved import load
 
 
 def state_dict(run):
@@ -32,8 +33,8 @@ def test_a_compiled_run_saves_plain_weights_that_load_and_resume_without_compili
     assert any(e.name == "message" and "torch.compile" in e.text for e in events)
     assert events[-1].name == "run_finished"
     assert not any(key.startswith("_orig_mod.") for key in state_dict(run))
-    saved = inference.load(run.run_dir)
-    answer = inference.predict(saved, np.array([[5.1, 3.5, 1.4, 0.2]]))[0]
+    saved = load(run.run_dir)
+    answer = predict(saved, np.array([[5.1, 3.5, 1.4, 0.2]]))[0]
     assert answer["class"] == "setosa"
     resumed = Run.resume(run.run_dir, epochs=3, compile=False).start()
     assert resumed.wait().name == "run_finished"

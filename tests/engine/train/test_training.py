@@ -17,7 +17,8 @@ from engine.config import RunConfig
 from engine.errors import ConfigError
 from engine.events import EpochEnded, RunFailed, RunFinished, RunStarted, RunStopped
 from engine.train.run import Run
-from engine.use import inference
+from engine.use.predict import predict
+from engine.use.saved import load
 
 # --- the seeds' results ----------------------------------------------------------------
 
@@ -32,8 +33,8 @@ def test_seed_presets_reach_the_seeds_accuracy(out, task, floor):
 
 def test_linear_preset_learns_the_line(out):
     run, events = train(out, "linear")
-    saved = inference.load(run.run_dir)
-    values = [p["value"] for p in inference.predict(saved, np.array([[1.0], [2.0], [3.0]]))]
+    saved = load(run.run_dir)
+    values = [p["value"] for p in predict(saved, np.array([[1.0], [2.0], [3.0]]))]
     assert values == pytest.approx([3, 5, 7], abs=0.1)
 
 
@@ -64,8 +65,8 @@ def test_event_stream_order_and_contents(out):
     assert [e.epoch for e in epochs] == [1, 2, 3]
     for e in epochs:
         assert set(e.metrics) == {"accuracy"} and e.samples == 124 and e.seconds > 0 and e.lr == 0.01
-    # batch events: the run's first batch, then at most one each BATCH_EVENT_INTERVAL, never
-    # after their epoch's event (which is what tells that an epoch is complete)
+    # batch events: the run's first batch, then at most one every batch_events_every seconds
+    # (0.1 by default), never after their epoch's event (which tells that an epoch is complete)
     batches = [e for e in events if e.name == "batch"]
     assert (batches[0].epoch, batches[0].batch) == (1, 1)
     assert len(batches) <= 1 + (events[-1].time - events[0].time) / 0.1 + 1
@@ -163,10 +164,9 @@ def test_two_epochs_then_resume_to_four_equals_four_straight(out):
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
 
 
-def test_stop_in_the_middle_of_an_epoch_and_resume_exactly(out, monkeypatch):
-    monkeypatch.setattr("engine.train.run.BATCH_EVENT_INTERVAL", 0.0)  # report every batch
+def test_stop_in_the_middle_of_an_epoch_and_resume_exactly(out):
     straight, _ = train(out, "digits", epochs=2)
-    run = Run.new(RunConfig.for_task("digits", epochs=2, out=str(out)))
+    run = Run.new(RunConfig.for_task("digits", epochs=2, out=str(out)), batch_events_every=0.0)  # every batch
     stop_after = 27  # epoch 2, batch 8 of 20
 
     def stop(event):
@@ -282,12 +282,29 @@ def test_early_stopping_stops_and_keeps_the_best(out):
     assert any(e.name == "message" and "early stopping" in e.text for e in events)
 
 
+def test_early_stopping_counts_ties_min_delta_and_patience():
+    from engine.train.stopping import EarlyStopping
+
+    policy = EarlyStopping("accuracy", patience=2, min_delta=0.01)
+    assert policy.update(1, 0.80, val_loss=0.5) == (True, False, "")
+    assert policy.update(2, 0.805, val_loss=0.6)[0] is False  # a gain below min_delta
+    assert policy.update(3, 0.80, val_loss=0.4)[0] is True  # equal accuracy, lower loss: better
+    assert policy.update(4, 0.79, val_loss=0.3) == (False, False, "")
+    improved, stop, reason = policy.update(5, 0.80, val_loss=0.4)
+    assert (improved, stop) == (False, True)
+    assert reason == "early stopping: accuracy has not improved for 2 epochs (best 0.8000 at epoch 3)"
+    resumed = EarlyStopping("accuracy", patience=3, min_delta=0.01)  # patience may change on resume
+    resumed.load_state_dict(policy.state_dict())
+    assert resumed.best["epoch"] == 3 and resumed.bad_epochs == 2 and not resumed.exhausted
+    assert EarlyStopping("val_loss", 0, 0.0).update(1, 1.0, 1.0) == (True, False, "")  # patience 0: never stops
+
+
 def test_divergence_fails_clearly_and_keeps_the_last_good_checkpoint(out):
     run = Run.new(RunConfig.for_task("linear", epochs=5, optimizer="sgd", out=str(out)))
 
     def explode(event):  # after a good first epoch, make the next steps diverge
         if event.name == "epoch" and event.epoch == 1:
-            run.optimizer.param_groups[0]["lr"] = 1e30
+            run.parts.optimizer.param_groups[0]["lr"] = 1e30
 
     run.events.subscribe(explode)
     run.start()
@@ -320,9 +337,9 @@ def test_a_run_leaves_torchs_thread_setting_as_it_found_it(out):
     assert torch.get_num_threads() == before
 
 
-def test_batch_events_report_finite_progress(out, monkeypatch):
-    monkeypatch.setattr("engine.train.run.BATCH_EVENT_INTERVAL", 0.0)  # report every batch
-    run, events = train(out, "digits", epochs=1)
+def test_batch_events_report_finite_progress(out):
+    run = Run.new(RunConfig.for_task("digits", epochs=1, out=str(out)), batch_events_every=0.0).start()
+    events = list(run.events)
     batches = [e for e in events if e.name == "batch"]
     assert [e.batch for e in batches] == list(range(1, 21)) and batches[-1].batches == 20
     assert all(math.isfinite(e.loss) and e.samples_per_s > 0 for e in batches)

@@ -1,0 +1,196 @@
+"""Preparing a run: everything it trains with, built (or restored from a checkpoint) and checked
+before any thread starts, so that a front end can report what fails here as bad input.
+
+Reproducibility starts here: the global RNG is seeded before the model is built, batches are
+shuffled by a generator of their own, and a checkpoint's RNG states, shuffle state at the start
+of its epoch and position inside it are restored, so a resumed run draws what the uninterrupted
+one would have drawn.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from engine.config import RunConfig
+from engine.data.meta import TaskMeta
+from engine.data.split import TaskData
+from engine.data.tasks import load_task
+from engine.errors import CheckpointError, ConfigError
+from engine.store import checkpoint, rundir, runs
+from engine.store.checkpoint import TrainState
+from engine.text import first_line
+from engine.train.distributed import World
+from engine.train.losses import build_loss
+from engine.train.metrics import default_monitor
+from engine.train.models import MODELS, build_model
+from engine.train.optim import OPTIMIZERS, SCHEDULERS
+from engine.train.stopping import EarlyStopping
+
+RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta", "save_every", "amp", "compile")
+
+
+class Shuffle:
+    """The order of the training batches: a generator of its own (the same permutations on every
+    process of a job), and its state at the start of the current epoch, so that a run resumed
+    inside an epoch draws that epoch's permutation again."""
+
+    def __init__(self, seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(seed)
+        self.epoch_start = self.generator.get_state()
+
+    def permutation(self, count: int, resuming: bool) -> torch.Tensor:
+        """The order of an epoch's ``count`` samples; ``resuming``: the epoch is already under way."""
+        if resuming:
+            self.generator.set_state(self.epoch_start)
+        else:
+            self.epoch_start = self.generator.get_state()
+        return torch.randperm(count, generator=self.generator)
+
+    def rewind(self) -> None:
+        """Back to the start of the current epoch: a run that ends inside it resumes at batch 0
+        with this epoch's permutation, not the next one's."""
+        self.generator.set_state(self.epoch_start)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {"shuffle": self.generator.get_state(), "epoch_shuffle": self.epoch_start}
+
+    def load_state_dict(self, rng: dict[str, Any]) -> None:
+        self.generator.set_state(rng["shuffle"])
+        self.epoch_start = rng["epoch_shuffle"]
+
+
+@dataclass(eq=False)
+class Parts:
+    """What a run trains with: its model, loss, optimizer, data and train state."""
+
+    config: RunConfig
+    world: World
+    device: torch.device
+    data: TaskData
+    model: torch.nn.Module
+    loss_fn: Callable[..., torch.Tensor]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    state: TrainState
+    shuffle: Shuffle
+    stopping: EarlyStopping
+    channels_last: bool  # convolutions on CUDA run fastest on NHWC tensors (the state dict is the same)
+    early_stopped: bool = False  # resumed after its early-stopping decision but before its final save
+
+    @classmethod
+    def build(cls, config: RunConfig, world: World, saved: dict[str, Any] | None = None) -> "Parts":
+        """The parts of a new run of ``config``, or of the run a checkpoint ``saved`` holds."""
+        device = world.resolve_device(config.device)
+        world.check(config)
+        torch.manual_seed(config.seed)
+        shuffle = Shuffle(config.seed)
+        data = load_task(config, device, TaskMeta.from_dict(saved["task"]) if saved else None)
+        kind = data.meta.kind
+        config.check_kind(kind)  # a task of kind auto (csv) has its kind only now that its data is read
+        # A resumed run's weights come from its checkpoint: the weights file may be long gone.
+        model = build_model(config.replace(weights=None) if saved else config, data.meta).to(device)
+        channels_last = device.type == "cuda" and MODELS[config.model].images_only
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        loss_fn = build_loss(config, kind)
+        optimizer = OPTIMIZERS[config.optimizer].build(model.parameters(), config)
+        scheduler = SCHEDULERS[config.scheduler].build(optimizer, config)
+        monitor = default_monitor(kind) if config.monitor == "auto" else config.monitor
+        parts = cls(config, world, device, data, model, loss_fn, optimizer, scheduler, TrainState(), shuffle,
+                    EarlyStopping(monitor, config.patience, config.min_delta), channels_last)
+        if saved:
+            parts.restore(saved)
+        elif world.rank:  # dropout masks of their own: a stream per rank, rank 0's as in one process
+            torch.manual_seed(rank_seed(config.seed, world.rank, 0))
+        return parts
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """Take up where the checkpoint ``saved`` left off: weights, optimizer, RNGs, train state."""
+        kernels = [{key: group.get(key) for key in ("fused", "foreach")} for group in self.optimizer.param_groups]
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+            for group, kernel in zip(self.optimizer.param_groups, kernels):
+                group.update(kernel)  # what suits this device, which may not be the one that saved
+            if self.scheduler is not None:
+                self.scheduler.load_state_dict(saved["scheduler"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"the checkpoint does not fit its own config: {first_line(exc)}") from None
+        self._restore_rng(saved)
+        self.state = TrainState(**saved["train_state"])
+        self.stopping.load_state_dict(saved["train_state"])
+        # Killed between its early-stopping decision and the final save: resuming just finishes.
+        self.early_stopped = "test" not in saved and self.state.batch == 0 and self.stopping.exhausted
+
+    def _restore_rng(self, saved: dict[str, Any]) -> None:
+        rng, rank, size = saved["rng"], self.world.rank, self.world.size
+        ranks = rng.get("ranks") or [rng]
+        if len(ranks) == size or not rank:  # a job of the size that saved it: each rank's own stream
+            own = ranks[rank] if len(ranks) == size else rng
+            torch.set_rng_state(own["torch"])
+            if self.device.type == "cuda" and own.get("cuda"):
+                torch.cuda.set_rng_state_all(own["cuda"])
+        else:  # a job of another size: rank 0 goes on with rank 0's stream, the others get fresh ones
+            torch.manual_seed(rank_seed(self.config.seed, rank, saved["global_step"]))
+        self.shuffle.load_state_dict(rng)
+
+    @property
+    def kind(self) -> str:
+        return self.data.meta.kind
+
+    def left_over(self) -> int:
+        """Samples of the last, partial batch that an epoch skips: one lone sample with batch norm
+        (it cannot train on one), and in a job a remainder too small to give every process its
+        share (one sample each, two with batch norm). Usually 0."""
+        left = len(self.data.splits["train"]) % self.config.batch_size
+        return left if left < self.world.size * (2 if self.config.batch_norm else 1) else 0
+
+    def batches(self) -> int:
+        """Batches an epoch."""
+        size, batch_size = len(self.data.splits["train"]), self.config.batch_size
+        return size // batch_size if self.left_over() else math.ceil(size / batch_size)
+
+
+def rank_seed(seed: int, rank: int, step: int) -> int:
+    """A seed for the global RNG of process ``rank`` > 0 of a job: distinct per rank and run."""
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63)
+
+
+def load_for_resume(path: str | Path) -> tuple[dict[str, Any], Path, Path | None]:
+    """(checkpoint, its path, its run directory) of a run to continue, refused while it trains."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    if pid := runs.training_pid(folder):
+        raise ConfigError(f"the run in {folder} is still training (process {pid}); stop it before resuming")
+    ckpt_path, run_dir = runs.locate(path)
+    return checkpoint.load(ckpt_path), ckpt_path, run_dir
+
+
+def resumed_config(saved: dict[str, Any], ckpt_path: Path, run_dir: Path | None,
+                   changes: dict[str, Any]) -> tuple[RunConfig, Path | None]:
+    """(config, run directory to continue in) of a resumed run: the checkpoint's own config with
+    the ``changes`` resuming allows; no directory (a new one) when it branches off."""
+    config = RunConfig.from_dict(saved["config"])
+    for key, value in changes.items():
+        if key not in RESUME_OPTIONS:
+            raise ConfigError(
+                f"{key} cannot change when resuming (the run was trained with {key}={getattr(config, key)!r}); "
+                f"only {', '.join(RESUME_OPTIONS)} can", option=key,
+            )
+    config = config.replace(**changes)
+    # All epochs done but no test scores: killed before the final save, which resuming does now.
+    if saved["epoch"] > config.epochs or saved["epoch"] == config.epochs and "test" in saved:
+        raise ConfigError(
+            f"the run in {ckpt_path} already completed {saved['epoch']} of {config.epochs} epochs; "
+            f"pass --epochs with a larger total to train further", option="epochs",
+        )
+    if run_dir is not None and ckpt_path.name != rundir.LAST:
+        # Continuing from best.pt (or a copy) in place would overwrite the newer last.pt:
+        # branch into a run directory of its own instead.
+        config = config.replace(out=str(run_dir.parent), name=f"{run_dir.name}-from-{ckpt_path.stem}")
+        run_dir = None
+    return config, run_dir
