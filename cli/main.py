@@ -14,14 +14,16 @@ import os
 import signal
 import sys
 import time
+from dataclasses import Field, fields
 from enum import Enum
+from inspect import Parameter, Signature, signature
 from pathlib import Path
 from typing import Optional
 
 import typer
 from typer import Abort
 
-from engine.config import option_help, option_names
+from engine.config import RunConfig, flag, value_kind
 from engine.errors import TorchdeckError
 from engine.store.rundir import resume_command
 
@@ -90,52 +92,33 @@ def browse(folder: Path = typer.Argument(Path("checkpoints"), help="folder of ru
     """Open the checkpoint browser on a folder of runs."""
     _run_app(out=folder, browse=True)
 
-HELP = option_help()
+
+# Typer's type for each kind of RunConfig value: a list of layer sizes is typed as text (16,8).
+_FLAG_TYPES = {"bool": bool, "int": int, "float": float, "tuple": str, "str": str}
 
 
-def _opt(name: str, *flags: str, **kwargs) -> typer.models.OptionInfo:
-    return typer.Option(None, *flags, help=HELP[name], show_default=False, **kwargs)
+def _run_option(f: Field) -> Parameter:
+    """The ``train`` flag of a RunConfig field: None unless given, so a flag left out leaves
+    the value to the --config file, the task's preset or the resumed run."""
+    kind = value_kind(f)
+    names = [f"{flag(f.name)}/{flag(f.name, on=False)}" if kind == "bool" else flag(f.name)]
+    names += [f.metadata["short"]] if f.metadata["short"] else []
+    return Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=Optional[_FLAG_TYPES[kind]],
+                     default=typer.Option(None, *names, help=f.metadata["help"], show_default=False))
+
+
+def with_run_options(command):
+    """Give ``command`` a flag for every RunConfig field, its value passed in ``**options``:
+    RunConfig's fields are the one list of run options, with their help."""
+    own = [p.replace(kind=p.KEYWORD_ONLY) for p in signature(command).parameters.values()
+           if p.kind is not p.VAR_KEYWORD]
+    command.__signature__ = Signature([*map(_run_option, fields(RunConfig)), *own])
+    return command
 
 
 @app.command()
+@with_run_options
 def train(
-    task: Optional[str] = _opt("task", "--task", "-t"),
-    data_dir: Optional[str] = _opt("data_dir", "--data-dir"),
-    target: Optional[str] = _opt("target", "--target"),
-    target_kind: Optional[str] = _opt("target_kind", "--target-kind"),
-    missing: Optional[str] = _opt("missing", "--missing"),
-    image_size: Optional[int] = _opt("image_size", "--image-size"),
-    augment: Optional[bool] = _opt("augment", "--augment/--no-augment"),
-    model: Optional[str] = _opt("model", "--model", "-m"),
-    weights: Optional[str] = _opt("weights", "--weights"),
-    hidden: Optional[str] = _opt("hidden", "--hidden"),
-    activation: Optional[str] = _opt("activation", "--activation"),
-    dropout: Optional[float] = _opt("dropout", "--dropout"),
-    batch_norm: Optional[bool] = _opt("batch_norm", "--batch-norm/--no-batch-norm"),
-    loss: Optional[str] = _opt("loss", "--loss"),
-    optimizer: Optional[str] = _opt("optimizer", "--optimizer", "-o"),
-    lr: Optional[float] = _opt("lr", "--lr"),
-    momentum: Optional[float] = _opt("momentum", "--momentum"),
-    nesterov: Optional[bool] = _opt("nesterov", "--nesterov/--no-nesterov"),
-    weight_decay: Optional[float] = _opt("weight_decay", "--weight-decay"),
-    scheduler: Optional[str] = _opt("scheduler", "--scheduler"),
-    step_size: Optional[int] = _opt("step_size", "--step-size"),
-    gamma: Optional[float] = _opt("gamma", "--gamma"),
-    scheduler_patience: Optional[int] = _opt("scheduler_patience", "--scheduler-patience"),
-    batch_size: Optional[int] = _opt("batch_size", "--batch-size", "-b"),
-    epochs: Optional[int] = _opt("epochs", "--epochs", "-e"),
-    patience: Optional[int] = _opt("patience", "--patience"),
-    min_delta: Optional[float] = _opt("min_delta", "--min-delta"),
-    monitor: Optional[str] = _opt("monitor", "--monitor"),
-    val_fraction: Optional[float] = _opt("val_fraction", "--val-fraction"),
-    test_fraction: Optional[float] = _opt("test_fraction", "--test-fraction"),
-    device: Optional[str] = _opt("device", "--device"),
-    seed: Optional[int] = _opt("seed", "--seed"),
-    out: Optional[str] = _opt("out", "--out"),
-    name: Optional[str] = _opt("name", "--name"),
-    save_every: Optional[float] = _opt("save_every", "--save-every"),
-    amp: Optional[bool] = _opt("amp", "--amp/--no-amp"),
-    compile: Optional[bool] = _opt("compile", "--compile/--no-compile"),
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
@@ -149,12 +132,12 @@ def train(
     node_rank: int = typer.Option(0, "--node-rank", min=0, help="this machine's number in the job (0 writes the run)"),
     rdzv_endpoint: Optional[str] = typer.Option(None, "--rdzv-endpoint", help="HOST:PORT on machine 0 where the "
                                                 "machines of a job meet"),
+    **options,
 ) -> None:
     """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
-    flags = {key: value for key, value in locals().items() if key in option_names() and value is not None}
+    flags = {key: value for key, value in options.items() if value is not None}
     from cli import launch
     from cli.report import make_reporter
-    from engine.config import RunConfig
     from engine.train.distributed import World
     from engine.train.run import Run
 
@@ -264,7 +247,7 @@ def inspect(
 ) -> None:
     """Show a run: config, progress, best and last metrics, history, layers, files, versions."""
     from cli import show
-    from engine.use.inference import describe
+    from engine.use.inspect import describe
 
     info = describe(path)
     _json(info) if json_out else show.description(info)
@@ -284,8 +267,8 @@ def evaluate(
 ) -> None:
     """Metrics, confusion matrix and classification report on a data split."""
     from cli import show
-    from engine.use.inference import evaluate as run_evaluation
-    from engine.use.inference import load
+    from engine.use.evaluate import evaluate as run_evaluation
+    from engine.use.saved import load
 
     result = run_evaluation(load(path), split.value)
     _json(result) if json_out else show.evaluation(result)
@@ -302,8 +285,9 @@ def predict(
 ) -> None:
     """Predict classes (with probabilities) or values for new inputs: feature values or images."""
     from cli import show
-    from engine.use.inference import load, parse_rows, predict_images, read_csv
-    from engine.use.inference import predict as run_prediction
+    from engine.use.predict import parse_rows, predict_images, read_csv
+    from engine.use.predict import predict as run_prediction
+    from engine.use.saved import load
 
     if sum(map(bool, (images, inputs, csv_file))) != 1:
         raise TorchdeckError("give image files, --input values (repeatable) or --csv FILE: one of the three")
@@ -328,7 +312,7 @@ def export(
     """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
     from engine.use.export import ExportFailed, export_format
     from engine.use.export import export as run_export
-    from engine.use.inference import load
+    from engine.use.saved import load
 
     export_format(format_name)  # an unknown format or a missing extra fails before any loading
     try:

@@ -37,11 +37,13 @@ class Catalog(Mapping[str, E], Generic[E]):
         return len(self._entries)
 
     def entry(self, name: str, field: str | None = None) -> E:
-        """The entry called ``name``; a :class:`ConfigError` naming the choices otherwise."""
+        """The entry called ``name``; a :class:`ConfigError` naming the choices otherwise, which
+        belongs to the option ``field`` when one is given."""
         try:
             return self._entries[name]
         except (KeyError, TypeError):  # TypeError: a list or table from a TOML file is no name
             raise ConfigError(
                 f"{field or self.kind}: '{name}' is not a known {self.kind}; "
-                f"choose one of {', '.join(self._entries)}{did_you_mean(name, self._entries)}"
+                f"choose one of {', '.join(self._entries)}{did_you_mean(name, self._entries)}",
+                option=field,
             ) from None

@@ -2,7 +2,9 @@
 
 All front ends meet here: the CLI's flags, a ``--config`` TOML file, the TUI wizard and a
 checkpoint's saved config all become a RunConfig, and every check of a value lives in this
-module, so a bad value gets the same message wherever it was typed.
+module, so a bad value gets the same message wherever it was typed (and the error names its
+option). The fields are the one list of options: the CLI's flags and the wizard's rows are made
+from them and their help.
 
 Field defaults are neutral; :meth:`RunConfig.for_task` starts from a task's preset (the seed's
 exact setup where there is one) and applies the caller's overrides on top.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -37,12 +39,25 @@ _CATALOGS = {
     "scheduler": ("engine.train.optim", "SCHEDULERS"),
     "loss": ("engine.train.losses", "LOSSES"),
 }
+# The choices whose entries list the options they use: an option they own works only when listed.
+OWNERS = ("model", "optimizer", "scheduler")
 
 
 def catalog(option: str):
     """The catalog behind a name-valued option (``task``, ``model``, ...)."""
     module, attr = _CATALOGS[option]
     return getattr(import_module(module), attr)
+
+
+def is_choice(option: str) -> bool:
+    """Whether ``option`` names an entry of a catalog (its value is picked from a list)."""
+    return option in _CATALOGS
+
+
+def owner_of(option: str) -> str | None:
+    """The choice (of OWNERS) whose chosen entry decides whether ``option`` has an effect; None
+    for the options that always do."""
+    return next((owner for owner in OWNERS if any(option in e.options for e in catalog(owner).values())), None)
 
 
 def _positive(value):
@@ -85,8 +100,11 @@ def _device(value):
     return None if _DEVICE.fullmatch(value) else "use auto, cpu, cuda, cuda:N or mps"
 
 
-def _option(default: Any, help: str, check: Callable | None = None, group: str = "training"):
-    return field(default=default, metadata={"help": help, "check": check, "group": group})
+def _option(default: Any, help: str, check: Callable | None = None, group: str = "training",
+            short: str | None = None):
+    """A RunConfig field with what every face needs of it: ``help`` (the CLI's help, the wizard's
+    note), the ``check`` of its value, its ``group`` and the CLI's ``short`` flag, if any."""
+    return field(default=default, metadata={"help": help, "check": check, "group": group, "short": short})
 
 
 @dataclass(frozen=True)
@@ -94,7 +112,7 @@ class RunConfig:
     """Every option of a training run, checked when the object is made."""
 
     # data
-    task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks)", group="data")
+    task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks)", group="data", short="-t")
     data_dir: str | None = _option(None, "folder or file holding the task's data", group="data")
     target: str | None = _option(None, "the column to predict (csv)", group="data")
     target_kind: str = _option("auto", "auto, classification or regression (csv)",
@@ -105,7 +123,7 @@ class RunConfig:
     val_fraction: float = _option(0.1, "share of the data held out for validation", _fraction, "data")
     test_fraction: float = _option(0.2, "share of the data held out for the final test", _fraction, "data")
     # model
-    model: str = _option("mlp", "network architecture (torchdeck list models)", group="model")
+    model: str = _option("mlp", "network architecture (torchdeck list models)", group="model", short="-m")
     hidden: tuple[int, ...] = _option((64,), "hidden layer sizes, e.g. 16,8", _layer_sizes, "model")
     activation: str = _option("relu", "activation between hidden layers", group="model")
     dropout: float = _option(0.0, "dropout probability after each hidden layer", _between(0, 1), "model")
@@ -113,7 +131,7 @@ class RunConfig:
     weights: str | None = _option(None, "state dict file to start the model from (resnet18)", group="model")
     loss: str = _option("auto", "loss function; auto follows the task kind", group="model")
     # optimisation
-    optimizer: str = _option("adam", "optimizer (torchdeck list optimizers)")
+    optimizer: str = _option("adam", "optimizer (torchdeck list optimizers)", short="-o")
     lr: float = _option(1e-3, "learning rate", _positive)
     momentum: float = _option(0.0, "momentum (sgd, rmsprop)", _between(0, 1))
     nesterov: bool = _option(False, "Nesterov momentum (sgd)")
@@ -122,8 +140,8 @@ class RunConfig:
     step_size: int = _option(10, "epochs between learning-rate drops (step)", _at_least(1))
     gamma: float = _option(0.1, "learning-rate factor per drop (step, plateau)", _gamma)
     scheduler_patience: int = _option(5, "epochs without improvement before a drop (plateau)", _at_least(0))
-    batch_size: int = _option(32, "samples per optimisation step", _at_least(1))
-    epochs: int = _option(20, "total number of epochs", _at_least(1))
+    batch_size: int = _option(32, "samples per optimisation step", _at_least(1), short="-b")
+    epochs: int = _option(20, "total number of epochs", _at_least(1), short="-e")
     patience: int = _option(0, "early stopping: epochs without improvement (0 = off)", _at_least(0))
     min_delta: float = _option(0.0, "early stopping: smallest change that counts", _at_least(0))
     monitor: str = _option("auto", "validation number for best checkpoint and early stopping")
@@ -145,7 +163,7 @@ class RunConfig:
             check = f.metadata["check"]
             problem = check(getattr(self, f.name)) if check else None
             if problem:
-                raise ConfigError(f"{f.name}: {getattr(self, f.name)!r} is not allowed; {problem}")
+                raise ConfigError(f"{f.name}: {getattr(self, f.name)!r} is not allowed; {problem}", option=f.name)
         for option in _CATALOGS:
             if option != "loss" or self.loss != "auto":
                 catalog(option).entry(getattr(self, option), option)
@@ -160,12 +178,13 @@ class RunConfig:
         what = f"the {' or '.join(kinds)} task '{self.task}'"
         if self.loss != "auto" and not set(kinds) & set(catalog("loss")[self.loss].kinds):
             fitting = [name for name, entry in catalog("loss").items() if set(kinds) & set(entry.kinds)]
-            raise ConfigError(f"loss: '{self.loss}' does not fit {what}; choose one of auto, {', '.join(fitting)}")
+            raise ConfigError(f"loss: '{self.loss}' does not fit {what}; choose one of auto, {', '.join(fitting)}",
+                              option="loss")
         allowed = list(dict.fromkeys(name for kind in kinds for name in monitors(kind)))
         if self.monitor not in allowed:
             raise ConfigError(
                 f"monitor: '{self.monitor}' is not measured for {what}; "
-                f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}"
+                f"choose one of {', '.join(allowed)}{did_you_mean(self.monitor, allowed)}", option="monitor"
             )
 
     def _kinds(self) -> tuple[str, ...]:
@@ -183,36 +202,34 @@ class RunConfig:
         if catalog("model")[self.model].images_only and task.inputs != "images":
             raise ConfigError(
                 f"model: '{self.model}' needs image inputs, and the task '{self.task}' is a table; "
-                f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}"
+                f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}",
+                option="model",
             )
         if (self.image_size is not None or self.augment) and not (task.inputs == "images" and task.image_set is None):
             option = "image_size" if self.image_size is not None else "augment"
-            raise ConfigError(f"{option}: only image-folder tasks resize and augment their images; '{self.task}' does not")
-        if self.val_fraction + self.test_fraction > 0.6:
+            raise ConfigError(f"{option}: only image-folder tasks resize and augment their images; '{self.task}' does not",
+                              option=option)
+        if self.val_fraction + self.test_fraction > 0.6:  # two options at fault: the error names neither
             raise ConfigError(
                 f"val_fraction + test_fraction: {self.val_fraction} + {self.test_fraction} leaves too little to "
                 f"train on; keep their sum at most 0.6"
             )
         if self.model == "mlp" and not self.hidden:
-            raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64")
+            raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64", option="hidden")
         if self.name is not None and (not self.name.strip(". ") or any(c in self.name for c in "/\\\0")):
-            raise ConfigError(f"name: {self.name!r} is not allowed; use a plain folder name without / or \\")
+            raise ConfigError(f"name: {self.name!r} is not allowed; use a plain folder name without / or \\",
+                              option="name")
         if self.batch_norm and self.batch_size < 2:
-            raise ConfigError("batch_size: batch normalisation needs at least 2 samples per batch")
+            raise ConfigError("batch_size: batch normalisation needs at least 2 samples per batch", option="batch_size")
         if self.data_dir is not None and not catalog("task")[self.task].reads_data_dir:
-            raise ConfigError(f"data_dir: the task '{self.task}' comes with its data and reads no data folder")
+            raise ConfigError(f"data_dir: the task '{self.task}' comes with its data and reads no data folder",
+                              option="data_dir")
 
     def ignored(self, names: Iterable[str]) -> list[str]:
         """Warnings for those of ``names`` that the chosen model, optimizer or scheduler ignores."""
-        warnings = []
-        for choice in ("model", "optimizer", "scheduler"):
-            entries = catalog(choice)
-            chosen = getattr(self, choice)
-            owned = {name for entry in entries.values() for name in entry.options}
-            for name in names:
-                if name in owned and name not in entries[chosen].options:
-                    warnings.append(f"{name} has no effect with {choice} {chosen}")
-        return warnings
+        names = list(names)
+        return [f"{name} has no effect with {owner} {getattr(self, owner)}" for owner in OWNERS for name in names
+                if owner_of(name) == owner and name not in catalog(owner)[getattr(self, owner)].options]
 
     # --- construction -------------------------------------------------------------------
 
@@ -287,31 +304,41 @@ def option_help() -> dict[str, str]:
     return {f.name: f.metadata["help"] for f in fields(RunConfig)}
 
 
-def default_value(name: str) -> Any:
-    f = {f.name: f for f in fields(RunConfig)}[name]
-    return None if f.default is MISSING else f.default
+def value_kind(f: Field) -> str:
+    """What an option's field holds: ``bool``, ``int``, ``float``, ``tuple`` (of whole numbers)
+    or ``str``; None is allowed besides where its type says so."""
+    return f.type.split("[")[0].split(" ")[0]
+
+
+def flag(name: str, on: bool = True) -> str:
+    """The ``torchdeck train`` flag of an option: its name with ``-`` for ``_``; ``on=False``
+    gives a switch's ``--no-`` flag."""
+    return ("--" if on else "--no-") + name.replace("_", "-")
+
+
+def as_text(value: Any) -> str:
+    """A value as typed on the command line or in a form: lists comma-separated, booleans in
+    lower case, None empty. RunConfig reads each back to the same value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return str(value)
 
 
 def command_line(config: RunConfig) -> str:
     """The ``torchdeck train`` command that makes ``config``, with only the flags that differ
-    from its task's preset, so a setup chosen in the TUI can be repeated headless.
-
-    Flags are the option names with ``_`` as ``-``; lists are comma-separated and booleans are
-    ``--flag`` / ``--no-flag``, as the CLI declares them.
-    """
+    from its task's preset, so a setup chosen in the TUI can be repeated headless. Flags are the
+    CLI's (:func:`flag`), values as :func:`as_text` writes them."""
     preset = RunConfig.for_task(config.task)
     words = ["torchdeck", "train", "--task", config.task]
     for f in fields(RunConfig):
         value = getattr(config, f.name)
         if f.name == "task" or value == getattr(preset, f.name):
             continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            words.append(flag if value else f"--no-{flag[2:]}")
-        elif isinstance(value, tuple):
-            words += [flag, ",".join(map(str, value))]
-        else:
-            words += [flag, str(value)]
+        words += [flag(f.name, value)] if isinstance(value, bool) else [flag(f.name), as_text(value)]
     return shlex.join(words)
 
 
@@ -323,25 +350,25 @@ def monitors(kind: str) -> list[str]:
 
 def _coerce(f, value: Any) -> Any:
     """Turn a loose value (TOML, CLI text) into the field's type, or explain why not."""
-    kind, original = f.type, value
+    kind, original = value_kind(f), value
     try:
         if value is None:
-            if "None" in kind:
+            if "None" in f.type:
                 return None
             raise ValueError
-        if kind.startswith("tuple"):
+        if kind == "tuple":
             if isinstance(value, str):
                 value = [part for part in value.replace(" ", "").split(",") if part]
             return tuple(_integer(v) for v in value)
-        if kind.startswith("bool"):
+        if kind == "bool":
             if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
                 return value.lower() in ("true", "yes", "1")
             if isinstance(value, bool):
                 return value
             raise ValueError
-        if kind.startswith("int"):
+        if kind == "int":
             return _integer(value)
-        if kind.startswith("float"):
+        if kind == "float":
             if isinstance(value, bool):
                 raise ValueError
             number = float(value)
@@ -357,8 +384,8 @@ def _coerce(f, value: Any) -> Any:
             "bool": "true or false",
             "int": "a whole number",
             "float": "a finite number",
-        }.get(kind.split("[")[0].split(" ")[0], "text")
-        raise ConfigError(f"{f.name}: {original!r} is not allowed; it must be {expected}") from None
+        }.get(kind, "text")
+        raise ConfigError(f"{f.name}: {original!r} is not allowed; it must be {expected}", option=f.name) from None
 
 
 def _integer(value: Any) -> int:

@@ -21,13 +21,18 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device: '{name}' was asked for, but this machine has no usable CUDA GPU; use cpu or auto")
+            raise ConfigError(
+                f"device: '{name}' was asked for, but this machine has no usable CUDA GPU; use cpu or auto",
+                option="device",
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(
-                f"device: '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)"
+                f"device: '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)",
+                option="device",
             )
     if device.type == "mps" and not _mps_available():
-        raise ConfigError(f"device: '{name}' was asked for, but MPS is not available here; use cpu or auto")
+        raise ConfigError(f"device: '{name}' was asked for, but MPS is not available here; use cpu or auto",
+                          option="device")
     return device
 
 

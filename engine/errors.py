@@ -12,7 +12,15 @@ from collections.abc import Iterable
 
 
 class TorchdeckError(Exception):
-    """A problem with the user's input, reported as one clear line."""
+    """A problem with the user's input, reported as one clear line.
+
+    ``option``: the run option (a RunConfig field name) the problem belongs to, when there is
+    one, so a form can mark that field without reading the message.
+    """
+
+    def __init__(self, message: str, *, option: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 class ConfigError(TorchdeckError):

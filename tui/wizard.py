@@ -9,20 +9,16 @@ list or flips a switch.
 
 from __future__ import annotations
 
-from itertools import zip_longest
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
 
-import torch
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widget import Widget
 from textual.widgets import (
     ContentSwitcher,
     Footer,
@@ -37,49 +33,26 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from engine.config import (
-    RunConfig,
-    catalog,
-    command_line,
-    default_value,
-    option_help,
-    option_names,
-)
-from engine.data.split import TaskData
-from engine.data.tasks import load_task
-from engine.device import device_name, resolve_device
-from engine.errors import ConfigError, DataError
-from engine.train.models import build_model, count_parameters
+from engine.config import RunConfig, catalog, command_line, owner_of
+from engine.device import resolve_device
+from engine.errors import DataError
+from tui.form import OptionRow, checked, note
+from tui.preview import describe_data, option_table, parameter_count, task_data
 
 STEPS = ("task", "model", "training", "review")
 
-# The options each step edits, in screen order: a choice comes before the options it uses.
+# The groups of RunConfig's fields each step edits, in field order (a choice comes before the
+# options it uses), but for those the wizard does not ask: the task is picked from the list,
+# ``out`` is the app's, and the rest keep the task's preset (the CLI and TOML files set them).
+STEP_GROUPS = {"task": ("data",), "model": ("model",), "training": ("training", "run")}
+NOT_ASKED = ("task", "val_fraction", "test_fraction", "weights", "loss", "monitor", "out", "name")
 FIELDS = {
-    "task": ("data_dir", "target", "target_kind", "missing", "image_size", "augment"),
-    "model": ("model", "hidden", "activation", "dropout", "batch_norm"),
-    "training": (
-        "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler", "step_size", "gamma",
-        "scheduler_patience", "batch_size", "epochs", "patience", "min_delta", "device", "amp", "compile", "seed",
-        "save_every",
-    ),
+    step: tuple(f.name for f in fields(RunConfig) if f.metadata["group"] in groups and f.name not in NOT_ASKED)
+    for step, groups in STEP_GROUPS.items()
 }
-# Options picked from a catalog, and those catalogs whose entries list the options they use.
-CHOICES = ("model", "activation", "optimizer", "scheduler")
-OWNERS = ("model", "optimizer", "scheduler")
 # The widget that has the focus on arriving at each step.
-FIRST = {"task": "#tasks", "model": "#model", "training": "#optimizer", "review": "#command"}
-
-_task_data: dict[tuple, TaskData] = {}
-
-
-def task_data(config: RunConfig) -> TaskData:
-    """The task's splits on the CPU, loaded once per data source: they give the sizes the task
-    step shows and the input and output sizes a parameter count needs."""
-    key = (config.task, *(getattr(config, option) for option in FIELDS["task"]), config.val_fraction,
-           config.test_fraction)
-    if key not in _task_data:
-        _task_data[key] = load_task(config)
-    return _task_data[key]
+FIRST = {"task": "#tasks", "model": f"#{FIELDS['model'][0]}", "training": f"#{FIELDS['training'][0]}",
+         "review": "#command"}
 
 
 def task_fields(spec) -> list[str]:
@@ -93,135 +66,6 @@ def task_fields(spec) -> list[str]:
     }
     uses.update(target_kind=uses["target"], missing=uses["target"], augment=uses["image_size"])
     return [option for option in FIELDS["task"] if uses[option]]
-
-
-def describe_data(data: TaskData) -> str:
-    """Two lines on a loaded task: samples, inputs and what is predicted; the split sizes."""
-    meta, sizes = data.meta, data.sizes()
-    predicts = {"multiclass": f"{meta.outputs} classes", "binary": "2 classes"}.get(meta.kind, "a number")
-    return (
-        f"{sum(sizes.values())} samples of {' × '.join(map(str, meta.input_shape))} features → {predicts}\n"
-        f"split: {sizes['train']} train · {sizes['val']} validation · {sizes['test']} test"
-    )
-
-
-def parameter_count(config: RunConfig) -> int:
-    """Parameters of the config's model, built on the meta device so that no memory is taken
-    however wide the layers typed are (and without reading a weights file: it changes no count)."""
-    with torch.device("meta"):
-        return count_parameters(build_model(config.replace(weights=None), task_data(config).meta))
-
-
-def checked(base: RunConfig, values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:
-    """``base`` with ``values`` applied, or None and the CLI's message for each bad value.
-
-    RunConfig stops at its first problem and names the option it is about, so each value blamed
-    is put back to base's and the rest tried again to find the next one. A problem with no
-    value of ``values`` to blame is filed under "". A device is also checked against this
-    machine, as starting the run would.
-    """
-    trial, errors = dict(values), {}
-    while True:
-        try:
-            config = base.replace(**trial)
-            if "device" in trial:
-                resolve_device(config.device)
-            return (None if errors else config), errors
-        except ConfigError as exc:
-            option = str(exc).split(":", 1)[0]
-            if option in errors:
-                return None, errors
-            if option not in trial:
-                errors[""] = str(exc)
-                return None, errors
-            errors[option] = str(exc)
-            trial[option] = getattr(base, option)
-
-
-def device_choices(current: str) -> list[tuple[str, str]]:
-    """The devices this machine has, ``auto`` labelled with what it resolves to; ``current``
-    too when it is not one of them (a config from another machine), so it can be marked."""
-    names = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        names += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
-    if torch.backends.mps.is_available():
-        names.append("mps")
-    if current not in names:
-        names.append(current)
-    return [(f"auto ({resolve_device('auto')})" if name == "auto" else name, name) for name in names]
-
-
-def owner_of(option: str) -> str | None:
-    """The choice (model, optimizer, scheduler) whose chosen entry decides whether ``option``
-    matters; None for options that always do."""
-    return next((owner for owner in OWNERS if any(option in e.options for e in catalog(owner).values())), None)
-
-
-def note(option: str, value: Any) -> str:
-    """The line beside an option: what the chosen entry does, the device's name, or its help."""
-    if option in CHOICES:
-        return catalog(option)[value].description
-    if option == "device":
-        try:
-            return device_name(resolve_device(value))
-        except ConfigError:
-            return ""
-    return option_help()[option]
-
-
-def as_text(value: Any) -> str:
-    """A config value as written in TOML or typed on the command line; None is empty."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return ",".join(map(str, value))
-    return str(value)
-
-
-def control_for(option: str, value: Any) -> Widget:
-    """The widget that edits an option: a Select for choices, a Switch for flags, else an Input."""
-    if option in CHOICES:
-        names = [(name, name) for name in catalog(option)]
-        return Select(names, value=value, allow_blank=False, compact=True, id=option)
-    if option == "device":
-        return Select(device_choices(value), value=value, allow_blank=False, compact=True, id=option)
-    if isinstance(default_value(option), bool):
-        return Switch(value, id=option)
-    return Input(as_text(value), compact=True, id=option)
-
-
-class OptionRow(Vertical):
-    """One RunConfig option: its name, the control that edits it, a note, and its error below."""
-
-    def __init__(self, option: str, value: Any) -> None:
-        super().__init__(id=f"{option}-row", classes="option")
-        self.option = option
-        self.control = control_for(option, value)
-        self.note = Static(note(option, value), classes="note")
-        self.error = Static(classes="error")
-
-    def compose(self) -> ComposeResult:
-        with Horizontal(classes="line"):
-            yield Label(self.option.replace("_", " "), classes="label")
-            yield self.control
-            yield self.note
-        yield self.error
-
-    @property
-    def value(self) -> Any:
-        """What the control holds: text for an Input (RunConfig parses it as the CLI would)."""
-        return self.control.value
-
-    def load(self, value: Any) -> None:
-        self.control.value = as_text(value) if isinstance(self.control, Input) else value
-
-    def mark(self, message: str | None) -> None:
-        """Show ``message`` under the row and style the control as invalid; None clears both."""
-        self.control.set_class(bool(message), "invalid")
-        self.error.update(message or "")
-        self.error.display = bool(message)
 
 
 class SavePrompt(ModalScreen[Path | None]):
@@ -253,7 +97,7 @@ class SavePrompt(ModalScreen[Path | None]):
         try:
             path.write_text(self.toml, encoding="utf-8")
         except OSError as exc:
-            self.query_one(".error", Static).update(f"{path} cannot be written: {exc.strerror or exc}")
+            self.query_one(".error", Static).update(Text(f"{path} cannot be written: {exc.strerror or exc}"))
             return
         self.dismiss(path)
 
@@ -368,9 +212,8 @@ class WizardScreen(Screen):
         if config is not None:
             try:
                 data = task_data(config)
-            except DataError as exc:
-                option = str(exc).split(":", 1)[0]  # the csv task's messages start with the option at fault
-                errors[option if option in shown else "data_dir" if spec.reads_data_dir else ""] = str(exc)
+            except DataError as exc:  # the option at fault, where the error names one (the csv task's target)
+                errors[exc.option if exc.option in shown else "data_dir" if spec.reads_data_dir else ""] = str(exc)
                 config = None
             else:
                 info.append("\n" + describe_data(data))
@@ -405,7 +248,7 @@ class WizardScreen(Screen):
         for option in FIELDS[step]:
             self._row(option).mark(errors.get(option))
         problem = self.query_one(f"#{step}-error", Static)
-        problem.update(errors.get("", ""))
+        problem.update(Text(errors.get("", "")))
         problem.display = "" in errors
 
     def _show_parameters(self) -> None:
@@ -496,7 +339,7 @@ class WizardScreen(Screen):
     def action_save(self) -> None:
         def saved(path: Path | None) -> None:
             if path is not None:
-                self.notify(f"saved the config to {path}")
+                self.notify(f"saved the config to {path}", markup=False)
 
         self.app.push_screen(SavePrompt(self.config.to_toml()), saved)
 
@@ -520,28 +363,12 @@ class WizardScreen(Screen):
     # --- review -------------------------------------------------------------------------
 
     def _show_review(self) -> None:
-        config, preset = self.config, RunConfig.for_task(self.config.task)
+        config = self.config
         self.query_one("#summary", Static).update(Text.assemble(
             (config.task, "bold"),
             f" · {config.model} with {parameter_count(config):,} parameters · {config.epochs} epochs on "
             f"{resolve_device(config.device)} · saved under {config.out}\n",
             ("Values in bold differ from the task's preset.", "dim"),
         ))
-        table = Table.grid(padding=(0, 2))
-        table.add_column(style="dim")
-        table.add_column()
-        table.add_column(style="dim")
-        table.add_column()
-
-        def cells(option: str | None) -> list:
-            if option is None:
-                return ["", ""]
-            value = getattr(config, option)
-            return [option, Text(as_text(value) or "—", style="bold" if value != getattr(preset, option) else "")]
-
-        names = option_names()
-        half = (len(names) + 1) // 2
-        for left, right in zip_longest(names[:half], names[half:]):
-            table.add_row(*cells(left), *cells(right))
-        self.query_one("#config-table", Static).update(table)
+        self.query_one("#config-table", Static).update(option_table(config))
         self.query_one("#command", TextArea).load_text(command_line(config))

@@ -260,6 +260,36 @@ def test_version_and_short_help(cli):
     assert "Usage: torchdeck train" in cli("train", "-h").out
 
 
+def train_command():
+    import typer
+
+    from cli.main import app
+
+    return typer.main.get_command(app).commands["train"]
+
+
+def test_train_has_a_flag_with_help_for_every_run_option():
+    from dataclasses import fields
+
+    from engine.config import RunConfig
+
+    flags = {param.name: param for param in train_command().params}
+    for field in fields(RunConfig):
+        param = flags[field.name]
+        assert param.opts[0] == "--" + field.name.replace("_", "-") and param.help == field.metadata["help"]
+    assert flags["batch_norm"].secondary_opts == ["--no-batch-norm"]
+    assert {"--config", "--resume", "--json", "--nproc", "--nnodes", "--node-rank", "--rdzv-endpoint"} <= {
+        opt for param in flags.values() for opt in param.opts}
+
+
+def test_short_flags_switches_and_layer_lists_are_read():
+    args = ["-t", "wine", "-m", "mlp", "-o", "sgd", "-b", "8", "-e", "3", "--hidden", "8,4", "--no-batch-norm"]
+    params = train_command().make_context("train", args).params
+    given = {name: value for name, value in params.items() if value is not None}
+    assert given == dict(task="wine", model="mlp", optimizer="sgd", batch_size=8, epochs=3, hidden="8,4",
+                         batch_norm=False, json_lines=False, nnodes=1, node_rank=0)
+
+
 def test_a_running_run_cannot_be_resumed_twice(tmp_path):
     from engine.errors import ConfigError
     from engine.train.run import Run

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.config import RunConfig
+from engine.config import RunConfig, command_line
 from engine.errors import ConfigError
 
 
@@ -120,3 +120,35 @@ def test_run_names_stay_inside_the_output_folder(name):
 def test_image_models_are_refused_for_tables():
     with pytest.raises(ConfigError, match="'convnet' needs image inputs, and the task 'wine' is a table"):
         RunConfig.for_task("wine", model="convnet")
+
+
+@pytest.mark.parametrize(
+    "values, option",
+    [
+        (dict(task="irs"), "task"),
+        (dict(lr=-1), "lr"),
+        (dict(lr="fast"), "lr"),
+        (dict(hidden=""), "hidden"),
+        (dict(loss="mse"), "loss"),
+        (dict(monitor="r2"), "monitor"),
+        (dict(task="wine", model="convnet"), "model"),
+        (dict(image_size=32), "image_size"),
+        (dict(batch_norm=True, batch_size=1), "batch_size"),
+        (dict(data_dir="/tmp"), "data_dir"),
+        (dict(name="a/b"), "name"),
+        (dict(val_fraction=0.4, test_fraction=0.3), None),  # two options at fault
+        (dict(epoch=3), None),  # no option of that name
+    ],
+)
+def test_an_error_names_the_option_it_belongs_to(values, option):
+    with pytest.raises(ConfigError) as error:
+        RunConfig.from_values(values)
+    assert error.value.option == option
+    if option is not None:
+        assert str(error.value).startswith(f"{option}: ")
+
+
+def test_the_command_line_of_a_config_uses_the_cli_spelling():
+    config = RunConfig.for_task("wine", hidden=[8, 4], batch_size=8, nesterov=True, optimizer="sgd")
+    assert command_line(config) == ("torchdeck train --task wine --hidden 8,4 --optimizer sgd --nesterov "
+                                    "--batch-size 8")

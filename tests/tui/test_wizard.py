@@ -3,13 +3,13 @@ the CLI's messages, the review's command line and TOML; and the command line rea
 
 from __future__ import annotations
 
-import asyncio
 import shlex
 from pathlib import Path
 
 import numpy as np
 import pytest
 import typer
+from conftest import drive, error
 
 import engine.data.tasks
 from cli.main import app as cli_app
@@ -28,18 +28,6 @@ def started(monkeypatch) -> list[RunConfig]:
     return configs
 
 
-def drive(out: Path, scenario, size=(100, 30)):
-    """Run ``scenario(pilot, screen)`` against the app's opening wizard screen."""
-
-    async def main():
-        app = TorchdeckApp(out=out)
-        async with app.run_test(size=size) as pilot:
-            await pilot.pause()
-            return await scenario(pilot, app.screen)
-
-    return asyncio.run(main())
-
-
 async def retype(pilot, screen, option: str, text: str) -> None:
     """Tab to ``option``'s input (its text is selected on focus) and type ``text`` over it."""
     for _ in range(20):
@@ -53,11 +41,6 @@ async def retype(pilot, screen, option: str, text: str) -> None:
 
 def step(screen) -> str:
     return screen.query_one("ContentSwitcher").current.removesuffix("-step")
-
-
-def error(screen, option: str) -> str:
-    row = screen.query_one(f"#{option}-row")
-    return str(row.error.render()) if row.error.display else ""
 
 
 def cli_error(cli, *args: str) -> str:
@@ -144,6 +127,17 @@ def test_invalid_values_show_the_cli_message_and_block_moving_on(tmp_path, start
 
     drive(tmp_path, scenario)
     assert started == []
+
+
+def test_a_message_quoting_what_was_typed_shows_it_as_typed(tmp_path, started, cli):
+    expected = cli_error(cli, "--hidden", "[b]8")
+
+    async def scenario(pilot, screen):
+        await pilot.press("enter")
+        await retype(pilot, screen, "hidden", "[b]8")
+        assert error(screen, "hidden") == expected and "'[b]8'" in expected
+
+    drive(tmp_path, scenario)
 
 
 def test_review_shows_copies_and_saves_the_config(tmp_path, started, monkeypatch):
