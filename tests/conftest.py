@@ -102,3 +102,72 @@ def write_idx_pair(folder: Path, prefix: str, images, labels) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     write_idx(folder / f"{prefix}-images-idx3-ubyte", images)
     write_idx(folder / f"{prefix}-labels-idx1-ubyte", labels)
+
+
+def drive(out: Path, scenario, size=(100, 30)):
+    """Run ``scenario(pilot, screen)`` against the app's opening wizard screen."""
+    import asyncio
+
+    from tui.app import TorchdeckApp
+
+    async def main():
+        app = TorchdeckApp(out=out)
+        async with app.run_test(size=size) as pilot:
+            await pilot.pause()
+            return await scenario(pilot, app.screen)
+
+    return asyncio.run(main())
+
+
+def error(screen, option: str) -> str:
+    """The error the wizard shows under ``option``'s field ('' when none)."""
+    row = screen.query_one(f"#{option}-row")
+    return str(row.error.render()) if row.error.display else ""
+
+
+# --- the TUI's screens, driven with Textual's pilot -------------------------------------------
+
+
+async def until(pilot, condition, timeout: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the app"
+        await pilot.pause(0.05)
+
+
+def text(widget) -> str:
+    """What a Static shows, as plain text."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def settle(pilot) -> None:
+    """Wait until every job has finished and its outcome has reached the screen (a failed job
+    shows its message there too)."""
+    import contextlib
+
+    from textual.worker import WorkerFailed
+
+    for _ in range(20):
+        with contextlib.suppress(WorkerFailed):
+            await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        if all(worker.is_finished for worker in pilot.app.workers):
+            return
+
+
+async def highlight(pilot, run_dir: Path):
+    """Put the browser's cursor on ``run_dir`` and wait for its details; returns the browser."""
+    screen = pilot.app.screen
+    table = screen.query_one("#runs")
+    table.move_cursor(row=table.get_row_index(str(run_dir)))
+    await settle(pilot)
+    return screen

@@ -2,10 +2,10 @@
 
 The screen gets a *source factory*: a function that prepares a run (loading data, building the
 model: slow, and the place where bad input surfaces) and returns a :class:`tui.sources.LiveRun`
-or :class:`tui.sources.WatchedRun`. The factory runs in a thread worker; the source is started
-once the screen is drawn and then polled on a timer in the app's event loop, so no widget is
-ever touched from the training thread, the UI never waits on training, and a burst of events
-costs one redraw.
+or :class:`tui.sources.WatchedRun`. The factory runs in a job (``tui.background``); the source
+is started once the screen is drawn and then polled on a timer in the app's event loop, so no
+widget is ever touched from the training thread, the UI never waits on training, and a burst
+of events costs one redraw.
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from typing import Callable
 from rich.console import Group
 from rich.markup import escape
 from rich.text import Text
-from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Header, Label, ProgressBar, RichLog, Static
+from textual.worker import Worker
 
-from engine.errors import TorchdeckError
 from engine.events import (
     BatchProgress,
     CheckpointSaved,
@@ -35,6 +34,7 @@ from engine.events import (
     RunStopped,
 )
 from engine.text import finished_text, fmt, metrics_text, started_text, stopped_text
+from tui.background import answer, failure, in_thread
 from tui.widgets import DevicePanel, EpochTable, LossCurve, confusion_table
 
 POLL_SECONDS = 0.25
@@ -141,17 +141,18 @@ class DashboardScreen(Screen):
 
     # --- preparation and the event loop ------------------------------------------------------
 
-    @work(thread=True, exit_on_error=False, group="prepare")
+    @in_thread("prepare")
     def prepare(self) -> None:
-        try:
-            source = self.source_factory()
-        except TorchdeckError as exc:
-            self.app.call_from_thread(self.show_failure, str(exc))
+        answer(self.follow, self.source_factory())
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """A run that cannot be prepared has failed; an evaluation that fails is only noted in the log."""
+        if (problem := failure(event)) is None:
             return
-        except Exception as exc:  # an engine bug must not take the app down
-            self.app.call_from_thread(self.show_failure, f"{type(exc).__name__}: {exc}")
-            return
-        self.app.call_from_thread(self.follow, source)
+        if event.worker.group == "prepare":
+            self.show_failure(problem)
+        else:
+            self.log_line(f"[red]evaluation failed: {escape(problem)}[/]")
 
     def follow(self, source) -> None:
         self.source = source
@@ -278,16 +279,12 @@ class DashboardScreen(Screen):
 
     # --- evaluation at the end -------------------------------------------------------------------
 
-    @work(thread=True, exit_on_error=False, group="evaluate")
+    @in_thread("evaluate")
     def evaluate_best(self) -> None:
-        from engine.use.inference import evaluate, load
+        from engine.use.evaluate import evaluate
+        from engine.use.saved import load
 
-        try:
-            result = evaluate(load(self.run_dir), "test")
-        except TorchdeckError as exc:
-            self.app.call_from_thread(self.log_line, f"[red]evaluation failed: {escape(str(exc))}[/]")
-            return
-        self.app.call_from_thread(self.show_evaluation, result)
+        answer(self.show_evaluation, evaluate(load(self.run_dir), "test"))
 
     def show_evaluation(self, result: dict) -> None:
         summary = f"test ({result['samples']} samples): loss {fmt(result['loss'])}  {metrics_text(result['metrics'])}"

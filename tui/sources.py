@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from engine.events import Event, RunFailed, event_from_dict
-from engine.store import rundir
+from engine.store import rundir, runs
 from engine.train.control import Control
 
 
@@ -68,7 +68,7 @@ class WatchedRun:
         self.offset += len(chunk)
         *lines, self.pending = (self.pending + chunk).split(b"\n")
         events = [event for event in map(_parse, lines) if event is not None]
-        if not events and not chunk and rundir.status(self.run_dir) == "failed":
+        if not events and not chunk and runs.status(self.run_dir) == "failed":
             return [RunFailed(message="the training process ended without reporting why (killed?)",
                               run_dir=str(self.run_dir))]
         return events

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import io
 import json
 import os
 import shutil
@@ -18,17 +17,18 @@ import time
 from pathlib import Path
 
 import pytest
-from rich.console import Console
+from conftest import highlight, settle, text
 from textual.widgets import DataTable, Input, Static
 
 from engine.config import RunConfig
 from engine.events import EpochEnded
 from engine.store import rundir
+from engine.store.runs import list_runs, summary
 from engine.train.run import Run
 from tui.app import TorchdeckApp
-from tui.browser import (
+from tui.browser import BrowserScreen
+from tui.dialogs import (
     AskDialog,
-    BrowserScreen,
     ConfirmDialog,
     EvaluateDialog,
     ExportDialog,
@@ -89,30 +89,6 @@ def pilot_test(scenario):
     return test
 
 
-def text(widget: Static) -> str:
-    """What a Static shows, as plain text."""
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(widget.content)
-    return console.export_text()
-
-
-async def settle(pilot) -> None:
-    """Wait until every worker has finished and its result has reached the screen."""
-    for _ in range(20):
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
-        if all(worker.is_finished for worker in pilot.app.workers):
-            return
-
-
-async def highlight(pilot, run_dir: Path) -> BrowserScreen:
-    screen = pilot.app.screen
-    table = screen.query_one("#runs", DataTable)
-    table.move_cursor(row=table.get_row_index(str(run_dir)))
-    await settle(pilot)
-    return screen
-
-
 # --- the engine's listing -----------------------------------------------------------------
 
 
@@ -120,7 +96,7 @@ def test_list_runs_summarises_every_run_newest_first_without_loading_a_checkpoin
     import torch
 
     monkeypatch.setattr(torch, "load", lambda *a, **k: pytest.fail("the listing loaded a checkpoint"))
-    listed = rundir.list_runs(runs)
+    listed = list_runs(runs)
     assert [run["name"] for run in listed] == ["running", "failed", "stopped", "done"]
     by_name = {run["name"]: run for run in listed}
     assert {name: run["status"] for name, run in by_name.items()} == {
@@ -137,24 +113,33 @@ def test_list_runs_summarises_every_run_newest_first_without_loading_a_checkpoin
 
 
 def test_folders_that_are_not_runs_are_skipped(tmp_path):
-    assert rundir.list_runs(tmp_path / "missing") == []
+    assert list_runs(tmp_path / "missing") == []
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / rundir.CONFIG).write_text("task = [unclosed")
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / rundir.CONFIG).write_text('title = "some other program"\n')
-    assert rundir.summary(tmp_path / "broken") is None
-    assert rundir.list_runs(tmp_path) == []
+    assert summary(tmp_path / "broken") is None
+    assert list_runs(tmp_path) == []
 
 
 def test_a_run_whose_process_died_counts_as_failed_with_a_reason(copy):
     events = copy / "running" / rundir.EVENTS
     record = json.loads(events.read_text())
     events.write_text(json.dumps({**record, "pid": 2**22 + 12345}) + "\n")
-    found = rundir.summary(copy / "running")
+    found = summary(copy / "running")
     assert found["status"] == "failed" and "ended without recording why" in found["message"]
 
 
 # --- the screen ---------------------------------------------------------------------------
+
+
+async def press_on(pilot, run_dir: Path, key: str):
+    """Wait for the list, highlight ``run_dir``, press ``key`` and wait for what it opens."""
+    await settle(pilot)
+    await highlight(pilot, run_dir)
+    await pilot.press(key)
+    await settle(pilot)
+    return pilot.app.screen
 
 
 @pilot_test
@@ -197,16 +182,10 @@ async def test_details_show_the_history_or_why_there_is_no_checkpoint(runs, call
 async def test_evaluate_shows_a_confusion_matrix_of_the_test_split(runs, calls):
     app = TorchdeckApp(out=runs, browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, runs / "done")
-        await pilot.press("e")
-        await settle(pilot)
-        dialog = app.screen
+        dialog = await press_on(pilot, runs / "done", "e")
         assert isinstance(dialog, EvaluateDialog)
-        result = dialog.result
-        assert result["split"] == "test" and result["samples"] == 30
-        assert sum(map(sum, result["confusion_matrix"])) == 30
         shown = text(dialog.query_one("#result", Static))
+        assert "best.pt on the test split (30 samples)" in shown
         assert "confusion matrix" in shown and "classification report" in shown and "setosa" in shown
         await pilot.press("escape")
         assert isinstance(app.screen, BrowserScreen)
@@ -216,17 +195,12 @@ async def test_evaluate_shows_a_confusion_matrix_of_the_test_split(runs, calls):
 async def test_predict_names_the_class_and_explains_bad_input(runs, calls):
     app = TorchdeckApp(out=runs, browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, runs / "done")
-        await pilot.press("p")
-        await settle(pilot)
-        dialog = app.screen
+        dialog = await press_on(pilot, runs / "done", "p")
         assert isinstance(dialog, PredictDialog)
         assert "sepal length (cm)" in text(dialog.query_one("#features", Static))
         dialog.query_one(Input).value = "5.1,3.5,1.4,0.2"
         await pilot.press("enter")
         await settle(pilot)
-        assert dialog.prediction["class"] == "setosa"
         assert text(dialog.query_one("#prediction", Static)).split()[0] == "setosa"
         dialog.query_one(Input).value = "5.1,oops"
         await pilot.press("enter")
@@ -254,6 +228,20 @@ async def test_delete_asks_first_and_refuses_a_running_run(copy, calls):
         await pilot.press("d")
         assert isinstance(app.screen, BrowserScreen) and (copy / "running").is_dir()
         assert "still training" in calls[-1][1]
+
+
+@pilot_test
+async def test_run_names_are_shown_as_typed_not_read_as_markup(copy, calls):
+    named = (copy / "done").rename(copy / "do[red]ne")
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, named)
+        assert str(screen.query_one("#runs", DataTable).get_row(str(named))[0]) == "do[red]ne"
+        assert text(screen.query_one("#overview-text", Static)).startswith("do[red]ne")
+        await pilot.press("d")
+        assert "delete do[red]ne" in text(app.screen.query_one(".title", Static))
+        assert f"Delete the run folder {named} " in " ".join(text(widget) for widget in app.screen.query(Static))
 
 
 @pilot_test
@@ -319,10 +307,10 @@ async def test_the_run_to_select_is_highlighted_on_opening(runs, calls):
     app = TorchdeckApp(out=runs, browse=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
-        assert app.screen.shown["name"] == "running"  # the newest
+        assert text(app.screen.query_one("#overview-text", Static)).startswith("running")  # the newest
         app.open_browser(select=runs / "stopped")
         await settle(pilot)
-        assert app.screen.shown["name"] == "stopped"
+        assert text(app.screen.query_one("#overview-text", Static)).startswith("stopped")
         assert app.screen.query_one("#runs", DataTable).cursor_row == 2
 
 
@@ -358,34 +346,26 @@ async def test_predict_an_image_for_an_image_task(tmp_path, calls):
     Image.fromarray(images[list(labels).index(7)]).save(tmp_path / "seven.png")
     app = TorchdeckApp(out=tmp_path / "runs", browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, tmp_path / "runs" / "digits")
-        await pilot.press("p")
-        await settle(pilot)
-        dialog = app.screen
+        dialog = await press_on(pilot, tmp_path / "runs" / "digits", "p")
         assert "path of an image file" in text(dialog.query_one("#features", Static))
         dialog.query_one(Input).value = str(tmp_path / "seven.png")
         await pilot.press("enter")
         await settle(pilot)
-        assert dialog.prediction["class"] == "7"
+        assert text(dialog.query_one("#prediction", Static)).split()[0] == "7"
 
 
 @pilot_test
 async def test_export_writes_a_verified_file_and_shows_problems_inline(copy, calls, monkeypatch):
     app = TorchdeckApp(out=copy, browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, copy / "done")
-        await pilot.press("x")
-        await settle(pilot)
-        dialog = app.screen
+        dialog = await press_on(pilot, copy / "done", "x")
         assert isinstance(dialog, ExportDialog)
         await pilot.click("#torchscript")
         await settle(pilot)
-        assert dialog.result["path"] == str(copy / "done" / "export" / "best.torchscript.pt")
-        assert (copy / "done" / "export" / "best.torchscript.pt.json").is_file()
+        exported = copy / "done" / "export" / "best.torchscript.pt"
+        assert exported.is_file() and (copy / "done" / "export" / "best.torchscript.pt.json").is_file()
         shown = text(dialog.query_one("#result", Static))
-        assert "best.torchscript.pt" in shown and "largest difference" in shown and "tolerance" in shown
+        assert str(exported) in shown and "largest difference" in shown and "tolerance" in shown
 
         monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the optional extra were not installed
         await pilot.click("#onnx")

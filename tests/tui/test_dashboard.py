@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import subprocess
 import sys
@@ -11,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import train
-from rich.console import Console
+from conftest import text, train, until
 from textual.widgets import ProgressBar, Static
 
 from engine.config import RunConfig
@@ -23,19 +21,9 @@ from tui.widgets import DevicePanel, EpochTable, LossCurve
 SIZE = (120, 36)
 
 
-async def until(pilot, condition, timeout: float = 60.0) -> None:
-    """Let the app run until ``condition()`` holds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting for the dashboard"
-        await pilot.pause(0.05)
-
-
 def result_text(screen: DashboardScreen) -> str:
     """The end-of-run panel as plain text, tables included."""
-    console = Console(width=160, file=io.StringIO(), record=True)
-    console.print(screen.query_one("#result", Static).content)
-    return console.export_text()
+    return text(screen.query_one("#result", Static))
 
 
 def dashboard_app(tmp_path, config: RunConfig) -> TorchdeckApp:
@@ -91,7 +79,7 @@ def test_pause_resume_and_stop_from_the_keyboard(tmp_path):
             await pilot.press("s")
             await until(pilot, lambda: screen.ended is not None)
             assert screen.ended.name == "run_stopped"
-            assert "resume with: torchdeck train --resume" in result_text(screen)
+            assert "resume with: torchdeck train --resume" in " ".join(result_text(screen).split())  # however it wraps
 
     asyncio.run(scenario())
     assert (tmp_path / "long" / "last.pt").exists()
