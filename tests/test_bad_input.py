@@ -428,7 +428,7 @@ def test_crafted_weights_for_a_model_are_refused_and_never_run(tmp_path):
 def test_the_browser_refuses_a_crafted_checkpoint_and_it_never_runs(crafted, monkeypatch):
     import asyncio
 
-    from test_tui_browser import SIZE, highlight, settle, text
+    from conftest import highlight, settle, text
     from textual.widgets import Static
 
     from tui.app import TorchdeckApp
@@ -438,7 +438,7 @@ def test_the_browser_refuses_a_crafted_checkpoint_and_it_never_runs(crafted, mon
 
     async def scenario():
         app = TorchdeckApp(out=run_dir.parent, browse=True)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(100, 30)) as pilot:
             await settle(pilot)
             screen = await highlight(pilot, run_dir)
             assert "last.pt was refused" in text(screen.query_one("#overview-text", Static))

@@ -9,6 +9,7 @@ a status that says what happened, and one clear line when something cannot be do
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -28,7 +29,7 @@ from conftest import train
 
 from engine.config import RunConfig
 from engine.events import CheckpointSaved, RunFailed
-from engine.store import checkpoint, rundir
+from engine.store import checkpoint, rundir, runs
 from engine.train.run import Run
 
 # Checkpoints are written every `save_every` seconds (and at every stop, failure and end). The
@@ -159,7 +160,7 @@ def test_kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_weight
             ended = ended_by_itself(process)
             break
         kill_9(process)
-        if rundir.summary(run_dir)["status"] == "finished":  # the kill came as the finished process exited
+        if runs.summary(run_dir)["status"] == "finished":  # the kill came as the finished process exited
             ended = "finished"
             break
         kills.append((how, _position(run_dir / rundir.LAST)))
@@ -168,10 +169,10 @@ def test_kill_9_at_random_moments_then_resume_ends_with_the_uninterrupted_weight
                 checkpoint.load(run_dir / name)
         if how == "write":  # the torn write is only ever the temporary file
             assert list(run_dir.glob(".*.pt.*.tmp")), "the kill did not land in a checkpoint write"
-        assert rundir.summary(run_dir)["status"] == "failed"
+        assert runs.summary(run_dir)["status"] == "failed"
     print(f"kills (how, (epochs done, next batch) of last.pt after the kill): {kills}; then {ended}")
     assert len(kills) >= 4, kills
-    assert ended == "finished" and rundir.summary(run_dir)["status"] == "finished"
+    assert ended == "finished" and runs.summary(run_dir)["status"] == "finished"
     assert not list(run_dir.glob(".*.tmp"))  # the killed writes' temporary files were cleared away
     for name in (rundir.LAST, rundir.BEST):
         ours, theirs = checkpoint.load(run_dir / name), checkpoint.load(reference.run_dir / name)
@@ -207,10 +208,10 @@ def test_killed_while_writing_the_final_checkpoint_resume_finishes_the_run(cli, 
     assert wait_until(lambda: (tmp_path / "stalled").exists(), process)
     kill_9(process)
     run_dir = tmp_path / "checkpoints" / "end"
-    assert "test" not in checkpoint.load(run_dir / rundir.LAST) and rundir.status(run_dir) == "failed"
+    assert "test" not in checkpoint.load(run_dir / rundir.LAST) and runs.status(run_dir) == "failed"
     resumed = cli("train", "--resume", run_dir)
     assert resumed.code == 0, resumed.err
-    assert rundir.status(run_dir) == "finished" and "test" in checkpoint.load(run_dir / rundir.LAST)
+    assert runs.status(run_dir) == "finished" and "test" in checkpoint.load(run_dir / rundir.LAST)
 
 
 def test_killed_after_early_stopping_decided_resume_finishes_without_training_more(out, tmp_path):
@@ -237,7 +238,7 @@ def test_a_torn_last_line_of_events_does_not_swallow_the_next_record(out):
         handle.write('{"event": "batch", "epoch": 2, "lo')  # what a kill in mid-write leaves
     resumed = Run.resume(run.run_dir, epochs=2).start()
     assert resumed.wait().name == "run_finished"
-    assert rundir.summary(run.run_dir)["status"] == "finished"
+    assert runs.summary(run.run_dir)["status"] == "finished"
     records = list(rundir.read_events(run.run_dir))
     assert [r["event"] for r in records].count("run_started") == 2
 
@@ -264,7 +265,7 @@ def test_inspect_and_the_browser_list_show_a_killed_run_as_failed(cli, killed):
     assert "ended without recording why" in info["message"]
     shown = cli("inspect", killed)
     assert "status failed" in shown.out and "ended without recording why" in shown.out
-    listed = rundir.list_runs(killed.parent)
+    listed = runs.list_runs(killed.parent)
     assert [(run["name"], run["status"]) for run in listed] == [("dead", "failed")]
 
 
@@ -280,27 +281,28 @@ def test_watch_ends_a_killed_run_as_failed(killed):
 def test_watch_dashboard_shows_a_killed_run_as_failed(killed):
     import asyncio
 
-    from test_tui_dashboard import SIZE, result_text, until
+    from conftest import text, until
+    from textual.widgets import Static
 
     from tui.app import TorchdeckApp
     from tui.dashboard import DashboardScreen
 
     async def scenario():
         app = TorchdeckApp(out=killed.parent, watch=killed)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=(120, 36)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
             assert app.screen.ended.name == "run_failed"
-            assert "killed?" in result_text(app.screen)
+            assert "killed?" in text(app.screen.query_one("#result", Static))
 
     asyncio.run(scenario())
 
 
 def test_a_run_that_died_before_recording_its_start_is_failed_after_a_minute(cli, out):
     run = Run.new(RunConfig.for_task("wine", epochs=2, out=str(out), name="early"))  # never started
-    assert rundir.status(run.run_dir) == "running"  # it may be about to start
-    minute_ago = time.time() - rundir.STARTS_WITHIN - 1
+    assert runs.status(run.run_dir) == "running"  # it may be about to start
+    minute_ago = time.time() - runs.STARTS_WITHIN - 1
     os.utime(run.run_dir / rundir.EVENTS, (minute_ago, minute_ago))
-    assert rundir.status(run.run_dir) == "failed" and rundir.summary(run.run_dir)["status"] == "failed"
+    assert runs.status(run.run_dir) == "failed" and runs.summary(run.run_dir)["status"] == "failed"
     refused = cli("train", "--resume", run.run_dir)
     assert refused.code == 2 and "holds no checkpoint yet: the run failed before its first epoch ended" in refused.err
     assert f"start it again with: torchdeck train --config {run.run_dir / rundir.CONFIG}" in refused.err
@@ -311,7 +313,7 @@ def test_a_killed_run_resumes(killed, tmp_path):
     epoch = checkpoint.load(copy / rundir.LAST)["epoch"]
     resumed = Run.resume(copy, epochs=epoch + 1).start()
     assert resumed.wait().name == "run_finished"
-    assert rundir.status(copy) == "finished"
+    assert runs.status(copy) == "finished"
 
 
 # --- signals -------------------------------------------------------------------------------
@@ -331,7 +333,7 @@ def test_sighup_stops_saves_and_records_why(cli, tmp_path):
     assert checkpoint.load(run_dir / rundir.LAST)["epoch"] >= 1
     shown = cli("inspect", run_dir)
     assert "status stopped (received SIGHUP)" in shown.out
-    summary = rundir.summary(run_dir)
+    summary = runs.summary(run_dir)
     assert (summary["status"], summary["reason"]) == ("stopped", "received SIGHUP")
     from tui.browser import _heading
 
@@ -423,7 +425,7 @@ def test_a_failed_checkpoint_write_fails_the_run_clearly_and_keeps_the_previous_
         assert (run.run_dir / f"{kind}.pt").read_bytes() == saved[kind]
     assert checkpoint.load(run.run_dir / rundir.LAST)["epoch"] == 2
     assert not list(run.run_dir.glob(".*.tmp"))
-    assert rundir.summary(run.run_dir)["status"] == "failed"
+    assert runs.summary(run.run_dir)["status"] == "failed"
 
 
 def test_a_full_disk_on_the_command_line_is_one_line_and_exit_1(cli, monkeypatch):
@@ -435,22 +437,25 @@ def test_a_full_disk_on_the_command_line_is_one_line_and_exit_1(cli, monkeypatch
     assert "Traceback" not in result.out + result.err
 
 
+def fill_disk_under(path: Path) -> None:
+    """Make every later write through this process's open descriptors of ``path`` fail as on a
+    full disk: they now lead to /dev/full, which refuses every write with ENOSPC."""
+    full = os.open("/dev/full", os.O_WRONLY)
+    try:
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):  # the listing's own descriptor is gone by now
+                if os.readlink(f"/proc/self/fd/{fd}") == str(path.resolve()):
+                    os.dup2(full, int(fd))
+    finally:
+        os.close(full)
+
+
+@pytest.mark.skipif(not (Path("/dev/full").exists() and Path("/proc/self/fd").is_dir()),
+                    reason="needs Linux's /dev/full and /proc")
 def test_a_full_disk_while_recording_events_fails_the_run_clearly(out, monkeypatch):
-    run = Run.new(RunConfig.for_task("iris", epochs=5, out=str(out), **SAVES))
-    events = run.writer._events
-    real_write, lines = events.write, []
-
-    class FullDisk:  # the events file stops taking lines during epoch 2
-        def write(self, text):
-            if b'"epoch": 2,' in b"".join(lines):
-                raise OSError(errno.ENOSPC, "No space left on device")
-            lines.append(text.encode())
-            return real_write(text)
-
-        def __getattr__(self, name):
-            return getattr(events, name)
-
-    run.writer._events = FullDisk()
+    run = Run.new(RunConfig.for_task("iris", epochs=5, out=str(out), **SAVES), batch_events_every=0.0)
+    run.events.subscribe(lambda e: isinstance(e, CheckpointSaved) and e.kind == "last" and e.epoch == 1
+                         and fill_disk_under(run.run_dir / rundir.EVENTS))  # the next event cannot be recorded
     uncaught = []
     monkeypatch.setattr(threading, "excepthook", uncaught.append)
     failed = run.start().wait()
@@ -476,8 +481,8 @@ def test_a_read_only_output_folder(cli, tmp_path):
     run.run_dir.chmod(0o555)
     try:
         failed = Run.resume(run.run_dir, epochs=2)
-    except Exception as exc:  # resuming needs to write metrics.csv into the folder first
-        assert f"cannot write to the run directory {run.run_dir}: Permission denied" in str(exc)
+    except Exception as exc:  # resuming needs to rewrite config.toml in the folder first
+        assert f"cannot write config.toml in {run.run_dir}: Permission denied" in str(exc)
     else:
         raise AssertionError(f"resumed into a read-only folder: {failed}")
     finally:
@@ -505,13 +510,13 @@ def test_a_run_folder_made_read_only_mid_run(out):
 
 def poison(run: Run, value: float, epoch: int, batch: int, batches: int) -> None:
     """Make the training loss ``value`` at ``epoch``, ``batch`` (both from 1) of ``run``."""
-    real, step = run.loss_fn, (epoch - 1) * batches + batch - 1
+    real, step = run.parts.loss_fn, (epoch - 1) * batches + batch - 1
 
     def loss(outputs, targets):
         result = real(outputs, targets)
-        return result * value if run.model.training and run.state.step == step else result
+        return result * value if run.parts.model.training and run.state.step == step else result
 
-    run.loss_fn = loss
+    run.parts.loss_fn = loss
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf")])
@@ -527,14 +532,14 @@ def test_a_loss_that_becomes_nan_or_inf_is_named_and_the_good_checkpoints_stay(o
         assert (run.run_dir / f"{kind}.pt").read_bytes() == saved[kind]
     last = checkpoint.load(run.run_dir / rundir.LAST)
     assert last["epoch"] == 3 and all(torch.isfinite(t).all() for t in last["model"].values())
-    assert rundir.summary(run.run_dir)["status"] == "failed"
+    assert runs.summary(run.run_dir)["status"] == "failed"
 
 
 def test_a_validation_loss_that_becomes_nan_is_named(out):
     run = Run.new(RunConfig.for_task("iris", epochs=4, out=str(out), **SAVES))
-    real = run.loss_fn
+    real = run.parts.loss_fn
     validation = run.data.splits["val"].y
-    run.loss_fn = lambda outputs, targets: real(outputs, targets) * (
+    run.parts.loss_fn = lambda outputs, targets: real(outputs, targets) * (
         float("nan") if targets is validation and run.state.epoch == 2 else 1)
     failed = run.start().wait()
     assert isinstance(failed, RunFailed)

@@ -117,6 +117,20 @@ def test_only_the_cli_imports_the_tui_and_the_engine_imports_no_face():
     assert offending == []
 
 
+LAYERS = ("engine", "engine.data", "engine.store", "engine.train", "engine.use")  # each imports only those before it
+
+
+def layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS.index(".".join(parts[:2])) if len(parts) > 2 else 0
+
+
+def test_each_engine_layer_imports_only_the_layers_beneath_it():
+    upward = [f"{module} -> {target}" for module, targets in graph().items() if module.startswith("engine")
+              for target in targets if target.startswith("engine") and layer(target) > layer(module)]
+    assert upward == []
+
+
 FACE_LIBRARIES = {"typer", "click", "rich", "textual", "textual_plotext", "plotext"}
 
 
