@@ -281,7 +281,10 @@ def test_each_rank_takes_its_slice_of_every_global_batch_and_its_share_of_evalua
             assert torch.equal(ranks[rank][index][1], targets[rank::2])
     model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3))
     outputs = split.outputs(model)
-    assert torch.equal(torch.cat([split.outputs(model, (rank, 3)) for rank in range(3)]), outputs)
+    # The same products in batches of another size: the matrix kernels may sum in another order,
+    # so float32 outputs agree to a few units in the last place, not bit for bit.
+    sharded = torch.cat([split.outputs(model, (rank, 3)) for rank in range(3)])
+    torch.testing.assert_close(sharded, outputs, rtol=1e-5, atol=1e-6)
 
 
 def test_launch_flags_are_left_out_of_the_workers_command():
