@@ -25,7 +25,8 @@ from typer import Abort
 
 from engine.config import RunConfig, flag, value_kind
 from engine.errors import TorchdeckError
-from engine.store.rundir import resume_command
+from engine.store.rundir import LAST, resume_command
+from engine.text import printable
 
 try:  # Typer >= 0.29 vendors Click
     from typer._click.exceptions import ClickException
@@ -122,7 +123,8 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
-        "--patience, --min-delta, --save-every, --amp and --compile may change)"
+        "--patience, --min-delta, --save-every, --amp and --compile may change; a .pt file outside a run "
+        "directory resumes into --out)"
     ),
     json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
     nproc: Optional[int] = typer.Option(
@@ -137,7 +139,7 @@ def train(
     """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
     flags = {key: value for key, value in options.items() if value is not None}
     from cli import launch
-    from cli.report import make_reporter
+    from cli.report import make_reporter, output_may_vanish
     from engine.train.distributed import World
     from engine.train.run import Run
 
@@ -162,10 +164,10 @@ def train(
         else:
             if world.is_main:
                 for warning in run_config.ignored(flags):
-                    print(f"torchdeck: warning: {warning}", file=sys.stderr)
+                    print(f"torchdeck: warning: {printable(warning)}", file=sys.stderr)
             run = Run.new(run_config, world).start()
-    reporter = make_reporter(json_lines) if world.is_main else launch.Quiet()
-    with _stop_on_signals(run) as received:
+    with output_may_vanish(), _stop_on_signals(run) as received:
+        reporter = make_reporter(json_lines) if world.is_main else launch.Quiet()
         try:
             for event in run.events:
                 reporter(event)
@@ -187,8 +189,10 @@ def train(
 class _stop_on_signals:
     """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once.
 
-    A repeat within a second is ignored: Ctrl+C under a wrapper such as ``timeout`` reaches the
-    process twice at the same moment.
+    A signal ignored when the process started stays ignored: ``nohup`` ignores SIGHUP so that
+    the run outlives its terminal, and ``&`` in a script ignores SIGINT. A repeat within a
+    second is ignored too: Ctrl+C under a wrapper such as ``timeout`` reaches the process twice
+    at the same moment.
     """
 
     SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
@@ -205,17 +209,23 @@ class _stop_on_signals:
             if time.monotonic() - self.first_at < self.REPEAT_AFTER:
                 return
             # Checkpoints are written atomically, so quitting now loses nothing already saved.
-            print(f"torchdeck: quitting without waiting; resume with: {resume_command(self.run.run_dir)}",
-                  file=sys.stderr)
+            if self.run.world.is_main:
+                print(f"torchdeck: quitting without waiting; {self._what_is_kept()}", file=sys.stderr, flush=True)
             os._exit(128 + signum)
         self.received.append(signum)
         self.first_at = time.monotonic()
         self.run.control.stop(f"received {signal.Signals(signum).name}")
 
+    def _what_is_kept(self) -> str:
+        if (self.run.run_dir / LAST).exists():
+            return f"resume with: {resume_command(self.run.run_dir)}"
+        return "no checkpoint was written yet, so there is nothing to resume"
+
     def __enter__(self) -> list[int]:
         for name in self.SIGNALS:
             number = getattr(signal, name)
-            self.previous[number] = signal.signal(number, self._handle)
+            if signal.getsignal(number) is not signal.SIG_IGN:
+                self.previous[number] = signal.signal(number, self._handle)
         return self.received
 
     def __exit__(self, *exc) -> None:
@@ -315,6 +325,8 @@ def export(
     from engine.use.saved import load
 
     export_format(format_name)  # an unknown format or a missing extra fails before any loading
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # Ctrl+C unwinds: no temporary is left
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         result = run_export(load(path), format_name, out)
     except ExportFailed as exc:
@@ -324,9 +336,9 @@ def export(
         _json(result)
         return
     check = result["verification"]
-    print(f"{result['format']:<12} {result['path']}  {result['bytes'] / 1024:,.1f} KiB  "
-          f"(from {result['source']['checkpoint']}, epoch {result['source']['epoch']})")
-    print(f"{'sidecar':<12} {result['sidecar']}")
+    print(printable(f"{result['format']:<12} {result['path']}  {result['bytes'] / 1024:,.1f} KiB  "
+                    f"(from {result['source']['checkpoint']}, epoch {result['source']['epoch']})"))
+    print(printable(f"{'sidecar':<12} {result['sidecar']}"))
     print(f"{'verified':<12} {check['samples']} samples of {check['inputs']}: largest difference "
           f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})")
     print(f"{'took':<12} {result['export_seconds']:.2f} s to export, {result['verify_seconds']:.2f} s to verify")
@@ -340,8 +352,11 @@ def _json(data) -> None:
 
 def main() -> None:
     """Console entry point: every user error becomes one line on stderr and exit status 2."""
-    # Until a command installs its own handling, Ctrl+C (even during the imports) just quits.
-    previous = signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
+    # Until a command installs its own handling, Ctrl+C (even during the imports) just quits,
+    # unless the process was started with it ignored.
+    previous = signal.getsignal(signal.SIGINT)
+    if previous is not signal.SIG_IGN:
+        signal.signal(signal.SIGINT, lambda signum, frame: os._exit(130))
     command = typer.main.get_command(app)
     try:
         code = command.main(prog_name="torchdeck", standalone_mode=False)
@@ -365,4 +380,4 @@ _LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u
 
 
 def _error(text: str) -> None:
-    print(f"torchdeck: error: {text.translate(_LINE_BREAKS)}", file=sys.stderr)
+    print(f"torchdeck: error: {printable(text.translate(_LINE_BREAKS))}", file=sys.stderr)

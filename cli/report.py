@@ -7,9 +7,12 @@ written under nohup or tmux reads like Keras' ``verbose=2``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import os
 import sys
-from typing import TextIO
+from typing import Iterator, TextIO
 
 from engine.events import (
     BatchProgress,
@@ -26,6 +29,7 @@ from engine.text import (
     finished_text,
     fmt,
     metrics_text,
+    printable,
     started_text,
     stopped_text,
 )
@@ -68,17 +72,21 @@ class PlainReporter:
         elif isinstance(event, RunFailed):
             self._line(f"end failed: {event.message}")
         elif isinstance(event, Message) and event.level == "warning":
-            print(f"warning: {event.text}", file=self.err, flush=True)
+            print(f"warning: {printable(event.text)}", file=self.err, flush=True)
 
     def _line(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        print(printable(text), file=self.out, flush=True)
 
     def close(self) -> None:
         pass
 
 
 class RichReporter:
-    """A live progress bar per epoch with one table row per finished epoch, for terminals."""
+    """A live progress bar per epoch with one table row per finished epoch, for terminals.
+
+    Lines are printed as Rich ``Text``, never as markup: a run directory, a column or a class
+    name such as ``[/]`` or ``weight [kg]`` is data, shown as given (controls escaped).
+    """
 
     def __init__(self, console=None):
         from rich.console import Console
@@ -106,8 +114,7 @@ class RichReporter:
         elif isinstance(event, EpochEnded):
             self._epoch(event)
         elif isinstance(event, Message):
-            style = "yellow" if event.level == "warning" else "cyan"
-            self.console.print(f"[{style}]{event.text}[/]")
+            self._print((event.text, "yellow" if event.level == "warning" else "cyan"))
         elif isinstance(event, CheckpointSaved):
             pass  # the end summary names the files
         elif event.terminal:
@@ -115,8 +122,8 @@ class RichReporter:
             self._ended(event)
 
     def _started(self, event: RunStarted) -> None:
-        self.console.print(f"[bold]torchdeck[/] {started_text(event)}")
-        self.console.print(f"run directory [cyan]{event.run_dir}[/]")
+        self._print(("torchdeck", "bold"), " ", started_text(event))
+        self._print("run directory ", (event.run_dir, "cyan"))
         self.progress.start()
         done = event.start_epoch * event.batches
         self.total_task = self.progress.add_task("overall", total=event.epochs * event.batches,
@@ -137,20 +144,28 @@ class RichReporter:
         if not self.columns:
             self.columns = ["epoch", "train_loss", "val_loss", *event.metrics, "lr", "time"]
             self.widths = [max(len(c), 8) for c in self.columns]
-            self.console.print(" ".join(f"[bold]{c:>{w}}[/]" for c, w in zip(self.columns, self.widths)))
+            self._print((" ".join(f"{c:>{w}}" for c, w in zip(self.columns, self.widths)), "bold"))
         cells = [f"{event.epoch}/{event.epochs}", fmt(event.train_loss), fmt(event.val_loss),
                  *(fmt(v) for v in event.metrics.values()), f"{event.lr:.3g}", f"{event.seconds:.2f}s"]
-        mark = " [green]*[/]" if event.improved else ""
-        self.console.print(" ".join(f"{c:>{w}}" for c, w in zip(cells, self.widths)) + mark)
+        mark = " *" if event.improved else ""
+        self._print(" ".join(f"{c:>{w}}" for c, w in zip(cells, self.widths)), (mark, "green"))
 
     def _ended(self, event: Event) -> None:
         if isinstance(event, RunFinished):
-            self.console.print(f"[green bold]{finished_text(event)}[/]")
-            self.console.print(f"best checkpoint [cyan]{event.run_dir}/best.pt[/] · last [cyan]{event.run_dir}/last.pt[/]")
+            self._print((finished_text(event), "green bold"))
+            self._print("best checkpoint ", (f"{event.run_dir}/best.pt", "cyan"), " · last ",
+                        (f"{event.run_dir}/last.pt", "cyan"))
         elif isinstance(event, RunStopped):
-            self.console.print(f"[yellow]{stopped_text(event)}[/]")
+            self._print((stopped_text(event), "yellow"))
         elif isinstance(event, RunFailed):
-            self.console.print(f"[red bold]run failed:[/] {event.message}")
+            self._print(("run failed:", "red bold"), " ", event.message)
+
+    def _print(self, *parts: str | tuple[str, str]) -> None:
+        """One line of plain strings and (string, style) pairs, as text with controls escaped."""
+        from rich.text import Text
+
+        self.console.print(Text.assemble(*(printable(p) if isinstance(p, str) else (printable(p[0]), p[1])
+                                           for p in parts)))
 
     def close(self) -> None:
         if self.progress.live.is_started:
@@ -164,3 +179,56 @@ def make_reporter(json_lines: bool, terminal: bool | None = None):
     if terminal is None:
         terminal = sys.stdout.isatty()
     return RichReporter() if terminal else PlainReporter()
+
+
+READER_GONE = {errno.EPIPE, errno.EIO}  # a pipe closed early (`| head`), a terminal that hung up
+
+
+class Vanishing:
+    """A text stream that goes quiet when no one reads it any more.
+
+    A long run outlives the terminal it started in, and ``| head -2`` closes its pipe early.
+    The run directory records everything, so the run trains on to its end (or its stop) and
+    ends as it would have, rather than failing on output no one can see. The first write that
+    finds the reader gone points the stream's descriptor at /dev/null: every later write, from
+    any thread (Rich's refresh too) and the interpreter's flush at exit, then goes nowhere.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError as exc:
+            self._reader_gone(exc)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError as exc:
+            self._reader_gone(exc)
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+    def _reader_gone(self, exc: OSError) -> None:
+        if exc.errno not in READER_GONE:
+            raise exc
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, self._stream.fileno())
+        finally:
+            os.close(null)
+
+
+@contextlib.contextmanager
+def output_may_vanish() -> Iterator[None]:
+    """sys.stdout and sys.stderr as Vanishing streams inside the block (make reporters inside it)."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = Vanishing(sys.stdout), Vanishing(sys.stderr)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams

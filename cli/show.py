@@ -1,7 +1,9 @@
 """Rich rendering of catalogs, run descriptions, evaluations and predictions.
 
 On a terminal these are coloured tables; piped, Rich drops the colour codes and the same
-tables stay readable in a file.
+tables stay readable in a file. Every name and value is printed as Rich ``Text`` with its
+control characters escaped, never read as markup: a class ``[/]``, a column ``weight [kg]`` or a
+file name holding ``ESC [2J`` is data, shown as given.
 """
 
 from __future__ import annotations
@@ -14,17 +16,26 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from engine.text import fmt, metrics_text
+from engine.text import fmt, metrics_text, printable
 
-console = Console()
+console = Console(markup=False)  # a string that slips past _text is still not markup
 HISTORY_ROWS = 20
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """A value as shown: literal text, control characters escaped."""
+    return Text(printable(str(value)), style=style)
 
 
 def _table(title: str | None, *columns: str, **kwargs) -> Table:
     table = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold", **kwargs)
     for column in columns:
-        table.add_column(column)
+        table.add_column(_text(column))
     return table
+
+
+def _row(table: Table, *cells: Any) -> None:
+    table.add_row(*(cell if isinstance(cell, Text) else _text(cell) for cell in cells))
 
 
 def catalogs(which: list[str]) -> None:
@@ -37,20 +48,20 @@ def catalogs(which: list[str]) -> None:
         if name == "tasks":
             table = _table("tasks", "name", "kind", "description", "source")
             for entry in entries.values():
-                table.add_row(f"[cyan]{entry.name}[/]", entry.kind, entry.description, entry.source)
+                _row(table, _text(entry.name, "cyan"), entry.kind, entry.description, entry.source)
         elif name == "losses":
             table = _table("losses (auto follows the task kind)", "name", "for", "description")
             for entry in entries.values():
-                table.add_row(f"[cyan]{entry.name}[/]", ", ".join(entry.kinds), entry.description)
+                _row(table, _text(entry.name, "cyan"), ", ".join(entry.kinds), entry.description)
         elif name == "activations":
             table = _table(name, "name", "description")
             for entry in entries.values():
-                table.add_row(f"[cyan]{entry.name}[/]", entry.description)
+                _row(table, _text(entry.name, "cyan"), entry.description)
         else:
             table = _table(name, "name", "description", "options")
             for entry in entries.values():
-                table.add_row(f"[cyan]{entry.name}[/]", entry.description,
-                              ", ".join(o.replace("_", "-") for o in entry.options))
+                _row(table, _text(entry.name, "cyan"), entry.description,
+                     ", ".join(o.replace("_", "-") for o in entry.options))
         console.print(table)
 
 
@@ -58,38 +69,38 @@ def history_table(history: list[dict[str, Any]], title: str = "history") -> Tabl
     names = list(history[0]["metrics"]) if history else []
     table = _table(title, "epoch", "train_loss", "val_loss", *names, "lr", "seconds")
     for row in history:
-        table.add_row(str(row["epoch"]), fmt(row["train_loss"]), fmt(row["val_loss"]),
-                      *(fmt(row["metrics"][n]) for n in names), f"{row['lr']:.3g}", f"{row['seconds']:.2f}")
+        _row(table, row["epoch"], fmt(row["train_loss"]), fmt(row["val_loss"]),
+             *(fmt(row["metrics"][n]) for n in names), f"{row['lr']:.3g}", f"{row['seconds']:.2f}")
     return table
 
 
 def description(info: dict[str, Any]) -> None:
     saved = datetime.datetime.fromtimestamp(info["saved_at"]).strftime("%Y-%m-%d %H:%M:%S") if info["saved_at"] else "?"
     why = f" ({info['reason']})" if info.get("reason") else ""
-    console.print(Text.assemble((str(info["run_dir"] or info["path"]), "bold"), "  status ",
-                                (info["status"] or "n/a", "bold"), why))
+    console.print(Text.assemble(_text(info["run_dir"] or info["path"], "bold"), "  status ",
+                                _text(info["status"] or "n/a", "bold"), _text(why)))
     if info.get("message"):
-        console.print(Text(info["message"], style="red"))
-    console.print(
+        console.print(_text(info["message"], "red"))
+    console.print(_text(
         f"task {info['task']} ({info['kind']}) · epoch {info['epoch']}/{info['epochs']} · "
         f"step {info['global_step']} · {info['parameters']:,} parameters · saved {saved}"
-    )
+    ))
     best, last, test = info["best"], info["last"], info["test"]
     if best:
-        console.print(f"best  {best['monitor']} {fmt(best['value'])} at epoch {best['epoch']}")
+        console.print(_text(f"best  {best['monitor']} {fmt(best['value'])} at epoch {best['epoch']}"))
     if last:
-        console.print(f"last  train_loss {fmt(last['train_loss'])}  val_loss {fmt(last['val_loss'])}  "
-                      f"{metrics_text(last['metrics'])}")
+        console.print(_text(f"last  train_loss {fmt(last['train_loss'])}  val_loss {fmt(last['val_loss'])}  "
+                            f"{metrics_text(last['metrics'])}"))
     if test:
-        console.print(f"test  {metrics_text(test)}")
+        console.print(_text(f"test  {metrics_text(test)}"))
     config = _table("config", "option", "value")
     for key, value in info["config"].items():
-        config.add_row(key, str(value))
+        _row(config, key, value)
     console.print(config)
     if info["features"]:
-        console.print(f"features  {', '.join(info['features'])}")
+        console.print(_text(f"features  {', '.join(info['features'])}"))
     if info["classes"]:
-        console.print(f"classes   {', '.join(info['classes'])}")
+        console.print(_text(f"classes   {', '.join(info['classes'])}"))
     history = info["history"]
     if history:
         shown = history[-HISTORY_ROWS:]
@@ -98,31 +109,32 @@ def description(info: dict[str, Any]) -> None:
         console.print(history_table(shown, title))
     layers = _table("layers", "name", "shape", "parameters")
     for layer in info["layers"]:
-        layers.add_row(layer["name"], "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
-    layers.add_row("[bold]total[/]", "", f"[bold]{info['parameters']:,}[/]")
+        _row(layers, layer["name"], "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
+    _row(layers, _text("total", "bold"), "", _text(f"{info['parameters']:,}", "bold"))
     console.print(layers)
     files = _table("files", "name", "bytes")
     for name, size in (info["files"] or {info["path"]: info["file_size"]}).items():
-        files.add_row(name, f"{size:,}")
+        _row(files, name, f"{size:,}")
     console.print(files)
-    console.print("versions  " + "  ".join(f"{k} {v}" for k, v in info["versions"].items()))
+    console.print(_text("versions  " + "  ".join(f"{k} {v}" for k, v in info["versions"].items())))
 
 
 def evaluation(result: dict[str, Any]) -> None:
-    console.print(f"[bold]{result['path']}[/] on the {result['split']} split ({result['samples']} samples)")
-    console.print(f"loss {fmt(result['loss'])}  {metrics_text(result['metrics'])}")
+    console.print(Text.assemble(_text(result["path"], "bold"),
+                                _text(f" on the {result['split']} split ({result['samples']} samples)")))
+    console.print(_text(f"loss {fmt(result['loss'])}  {metrics_text(result['metrics'])}"))
     if "confusion_matrix" not in result:
         return
     names = result["classes"]
     matrix = _table("confusion matrix", "true \\ predicted", *names)
     for name, row in zip(names, result["confusion_matrix"]):
-        matrix.add_row(f"[bold]{name}[/]", *(str(v) for v in row))
+        _row(matrix, _text(name, "bold"), *row)
     console.print(matrix)
     report = _table("classification report", "class", "precision", "recall", "f1-score", "support")
     for name, scores in result["report"].items():
         if isinstance(scores, dict):
-            report.add_row(name, fmt(scores["precision"]), fmt(scores["recall"]), fmt(scores["f1-score"]),
-                           str(int(scores["support"])))
+            _row(report, name, fmt(scores["precision"]), fmt(scores["recall"]), fmt(scores["f1-score"]),
+                 int(scores["support"]))
     console.print(report)
 
 
@@ -130,16 +142,16 @@ def predictions(items: list[dict[str, Any]], meta) -> None:
     if meta.kind == "regression":
         table = _table(None, "input", "prediction")
         for item in items:
-            table.add_row(_row_text(item["input"]), fmt(item["value"]))
+            _row(table, _input_text(item["input"]), fmt(item["value"]))
     else:
         table = _table(None, "input", "class", "top classes")
         for item in items:
             top = "  ".join(f"{t['class']} {t['probability']:.1%}" for t in item["top"])
-            table.add_row(_row_text(item["input"]), f"[bold]{item['class']}[/]", top)
+            _row(table, _input_text(item["input"]), _text(item["class"], "bold"), top)
     console.print(table)
 
 
-def _row_text(given: list[float | str] | str) -> str:
+def _input_text(given: list[float | str] | str) -> str:
     """An input as shown: the feature values (text cells of a csv task as given), or an image's path."""
     if isinstance(given, str):
         return given

@@ -12,6 +12,7 @@ exact setup where there is one) and applies the caller's overrides on top.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from engine.errors import ConfigError, did_you_mean
+from engine.text import printable
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -216,9 +218,9 @@ class RunConfig:
             )
         if self.model == "mlp" and not self.hidden:
             raise ConfigError("hidden: the mlp model needs at least one hidden layer, e.g. 64", option="hidden")
-        if self.name is not None and (not self.name.strip(". ") or any(c in self.name for c in "/\\\0")):
-            raise ConfigError(f"name: {self.name!r} is not allowed; use a plain folder name without / or \\",
-                              option="name")
+        if self.name is not None and (not self.name.strip(". ") or {"/", "\\"} & set(printable(self.name))):
+            raise ConfigError(f"name: {self.name!r} is not allowed; use a plain folder name without /, \\ or "
+                              f"control characters", option="name")
         if self.batch_norm and self.batch_size < 2:
             raise ConfigError("batch_size: batch normalisation needs at least 2 samples per batch", option="batch_size")
         if self.data_dir is not None and not catalog("task")[self.task].reads_data_dir:
@@ -375,8 +377,8 @@ def _coerce(f, value: Any) -> Any:
             if number != number or number in (float("inf"), float("-inf")):
                 raise ValueError
             return number
-        if isinstance(value, str):
-            return value
+        if isinstance(value, str):  # ~ in a path is the home folder, whichever front end the value came from
+            return os.path.expanduser(value) if f.name in ("data_dir", "out", "weights") else value
         raise ValueError
     except (TypeError, ValueError):
         expected = {

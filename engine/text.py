@@ -7,9 +7,18 @@ terminal and the dashboard. Nothing here imports torch, Rich or Textual.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from engine.events import RunFinished, RunStarted, RunStopped
+
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """``text`` with each control character (C0, DEL, C1) written as ``\\x1b``: a name or a cell
+    that holds ``ESC [2J`` or a newline must not clear the screen or split a one-line log."""
+    return _CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def first_line(exc: BaseException) -> str:

@@ -65,6 +65,21 @@ def cli(capsys, monkeypatch, tmp_path):
     return invoke
 
 
+HOSTILE_CLASSES = ("[/]", "\x1b]0;owned\x07[bold]b", "c\x1b[2J")
+
+
+def hostile_csv(folder: Path) -> Path:
+    """A csv task whose names are markup and terminal escapes: a target ``label`` with the
+    classes HOSTILE_CLASSES and a feature ``weight [kg]`` (each class sits in its own range)."""
+    lines = ["weight [kg],height,label"]
+    for row in range(60):
+        lines.append(f"{row % 3 * 10 + row / 60:.3f},{row % 7},{HOSTILE_CLASSES[row % 3]}")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "hostile.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def shape_images(count: int, size: int = 28, seed: int = 0):
     """``count`` grayscale images whose class (0-9) is where a bright square sits, plus noise.
 

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tomli_w
 import torch
-from conftest import Payload, Result
+from conftest import HOSTILE_CLASSES, Payload, Result, hostile_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -30,6 +30,7 @@ from PIL import Image
 from cli.main import main
 from engine.config import RunConfig, catalog, option_names
 from engine.store import checkpoint, rundir
+from engine.text import printable
 from engine.train.run import Run
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
@@ -560,3 +561,120 @@ def test_output_folders_and_names_that_cannot_be_made(tmp_path, monkeypatch):
     assert "cannot create the output folder file: " in refused(torchdeck("train", "--out", "file"))
     line = refused(torchdeck("train", "--epochs", "1", "--name", "n" * 300))
     assert "cannot create the run directory" in line and "File name too long" in line
+
+
+# --- names and values that are markup or terminal escapes ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hostile(tmp_path_factory):
+    """A csv run whose classes are markup and escapes, trained through the terminal's (Rich)
+    reporter into a folder whose path holds ``[/]`` and ``ESC [2J``: (run directory, what the
+    reporter wrote, the csv)."""
+    from rich.console import Console
+
+    from cli.report import RichReporter
+
+    folder = tmp_path_factory.mktemp("hostile")
+    data = hostile_csv(folder)
+    out = folder / "[" / "]\x1b[2J"
+    console = Console(file=io.StringIO(), force_terminal=True, width=300)
+    reporter = RichReporter(console)
+    config = RunConfig.for_task("csv", data_dir=str(data), target="label", epochs=2, out=str(out), name="[b]x")
+    run = Run.new(config).start()
+    for event in run.events:
+        reporter(event)
+    run.wait()
+    reporter.close()
+    return run.run_dir, console.file.getvalue(), data
+
+
+def shown_as_text(output: str) -> None:
+    """Every hostile class is shown literally, its control characters escaped, none sent raw."""
+    for name in HOSTILE_CLASSES:
+        assert printable(name) in output
+    assert "\x1b" not in output and "\x07" not in output
+
+
+def test_a_terminal_shows_a_run_whose_names_are_markup_and_escapes_as_text(hostile):
+    run_dir, output, _ = hostile
+    assert "finished after 2 epochs" in output
+    assert f"run directory {printable(str(run_dir))}" in re.sub(r"\x1b\[[0-9;]*m", "", output)
+    assert "\x1b[2J" not in output
+
+
+@pytest.mark.parametrize("command", ["inspect", "evaluate", "predict"])
+def test_names_that_are_markup_and_escapes_are_shown_as_text(hostile, command, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "300")
+    run_dir, _, data = hostile
+    result = torchdeck(command, run_dir, *(["--csv", data] if command == "predict" else []))
+    assert result.code == 0, result.err
+    shown_as_text(result.out.replace(printable(str(run_dir)), ""))
+    if command != "predict":
+        assert printable(str(run_dir)) in result.out
+    if command == "inspect":
+        assert "weight [kg]" in result.out and "[b]x" in result.out
+
+
+def test_the_plain_log_escapes_control_characters_in_one_line_per_event(hostile, tmp_path):
+    from cli.report import PlainReporter
+
+    run_dir, _, data = hostile
+    out = io.StringIO()
+    reporter = PlainReporter(out, io.StringIO())
+    config = RunConfig.for_task("csv", data_dir=str(data), target="label", epochs=1, out=str(tmp_path / "o\x1b]0;x"))
+    run = Run.new(config).start()
+    for event in run.events:
+        reporter(event)
+    run.wait()
+    lines = out.getvalue().splitlines()
+    assert [line.split()[0] for line in lines] == ["start", "epoch", "end"]
+    assert "\x1b" not in out.getvalue() and "o\\x1b]0;x" in lines[0]
+
+
+@pytest.mark.parametrize("name", ["a\nb", "\x1b[2J", "tab\there", "del\x7f"])
+def test_run_names_with_control_characters_are_refused_in_one_line(name, no_training):
+    line = refused(torchdeck("train", "--name", name), "name")
+    assert repr(name) in line
+
+
+# --- writing outside the run: links, the output location, the home folder -----------------------
+
+
+@pytest.mark.parametrize("name", [rundir.CONFIG, rundir.EVENTS, rundir.METRICS, rundir.LAST, rundir.BEST])
+@pytest.mark.parametrize("given", ["run directory", "file"])
+def test_a_run_directory_holding_a_link_is_not_resumed_and_the_target_stays(iris, tmp_path, name, given):
+    run_dir = Path(shutil.copytree(iris, tmp_path / "crafted"))
+    target = tmp_path / "bashrc"
+    target.write_text("alias ls='ls -F'\n")
+    (run_dir / name).unlink()
+    (run_dir / name).symlink_to(target)
+    path = run_dir if given == "run directory" else run_dir / (rundir.BEST if name == rundir.LAST else rundir.LAST)
+    line = refused(torchdeck("train", "--resume", path, "--epochs", "3"))
+    assert f"{run_dir} holds symbolic links ({name})" in line
+    assert target.read_text() == "alias ls='ls -F'\n"
+
+
+def test_a_loose_checkpoint_resumes_into_out_never_where_it_says(iris, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    saved = torch.load(iris / rundir.LAST, weights_only=True)
+    elsewhere = tmp_path / "elsewhere"
+    config = {**saved["config"], "out": str(elsewhere), "name": "planted"}
+    torch.save({**saved, "config": config}, tmp_path / "model.pt")  # a downloaded model.pt
+    for changes, out in [({}, Path("checkpoints")), ({"out": "mine"}, Path("mine"))]:
+        run = Run.resume("model.pt", epochs=3, **changes)  # prepared: its run directory exists
+        assert run.run_dir.parent == out and run.run_dir.name != "planted"
+        assert run.config.out == str(out) and (run.run_dir / rundir.CONFIG).is_file()
+    assert not elsewhere.exists()
+    line = refused(torchdeck("train", "--resume", iris, "--epochs", "3", "--out", "mine"), "out")
+    assert "is a run directory, which resumes into itself" in line
+
+
+def test_a_home_folder_in_out_is_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "run.toml").write_text('out = "~/toml"\nepochs = 1\n')
+    assert torchdeck("train", "--out", "~/flag", "--epochs", "1").code == 0
+    assert torchdeck("train", "--config", "run.toml").code == 0
+    assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["flag", "toml"]
+    assert not (tmp_path / "~").exists()

@@ -13,7 +13,9 @@ import contextlib
 import errno
 import json
 import os
+import pty
 import random
+import select
 import shutil
 import signal
 import subprocess
@@ -74,12 +76,14 @@ def no_process_left_behind():
             process.communicate()
 
 
-def launch(cwd: Path, *args: str, stall_at: int = 0) -> subprocess.Popen:
-    """``torchdeck train ARGS`` in ``cwd``, its output piped; see TORCHDECK for ``stall_at``."""
+def launch(cwd: Path, *args: str, stall_at: int = 0, under: tuple[str, ...] = (),
+           stdout=subprocess.PIPE) -> subprocess.Popen:
+    """``torchdeck train ARGS`` in ``cwd`` (run by the command ``under``, such as nohup), its
+    output piped; see TORCHDECK for ``stall_at``."""
     (cwd / "stalled").unlink(missing_ok=True)
     env = {**os.environ, "TORCHDECK_TEST_STALL_SAVE": str(stall_at), "TORCHDECK_TEST_STALLED": str(cwd / "stalled")}
-    process = subprocess.Popen([*TORCHDECK, "train", *map(str, args)], cwd=cwd, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen([*under, *TORCHDECK, "train", *map(str, args)], cwd=cwd, env=env,
+                               stdout=stdout, stderr=subprocess.PIPE, text=True)
     LAUNCHED.append(process)
     return process
 
@@ -354,6 +358,86 @@ def test_a_second_signal_quits_at_once_and_the_last_checkpoint_survives(tmp_path
     saved = checkpoint.load(run_dir / rundir.LAST)  # saves 1 and 2: best.pt and last.pt of epoch 1
     assert saved["epoch"] == 1
     assert Run.resume(run_dir, epochs=2).start().wait().name == "run_finished"
+
+
+def test_a_second_signal_before_any_checkpoint_offers_no_resume(tmp_path):
+    process = launch(tmp_path, "--task", "iris", "--epochs", "50", "--name", "none", *EVERY_EPOCH, stall_at=1)
+    assert wait_until(lambda: (tmp_path / "stalled").exists(), process)  # the first write: nothing on disk
+    process.send_signal(signal.SIGINT)
+    time.sleep(1.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130
+    assert err.strip().splitlines()[-1] == ("torchdeck: quitting without waiting; no checkpoint was written yet, "
+                                            "so there is nothing to resume")
+
+
+def test_a_stop_during_the_final_test_evaluation_keeps_every_epoch_and_resuming_tests(out):
+    """A run shorter than save_every has written nothing when its test evaluation begins."""
+    run = Run.new(RunConfig.for_task("iris", epochs=2, out=str(out), save_every=3600))
+    run.events.subscribe(lambda e: e.name == "epoch" and e.epoch == 2 and run.control.stop("received SIGINT"))
+    stopped = run.start().wait()
+    assert stopped.name == "run_stopped" and stopped.reason == "received SIGINT"
+    assert stopped.resume_command == rundir.resume_command(run.run_dir)
+    last = checkpoint.load(run.run_dir / rundir.LAST)
+    assert last["epoch"] == 2 and "test" not in last and (run.run_dir / rundir.BEST).exists()
+    finished = Run.resume(run.run_dir).start().wait()
+    assert finished.name == "run_finished" and finished.epochs_done == 2
+    assert "test" in checkpoint.load(run.run_dir / rundir.LAST)
+
+
+LONG = ["--task", "digits", "--epochs", "100"]  # a few seconds: signals and closed output land mid-run
+
+
+@pytest.mark.skipif(shutil.which("nohup") is None, reason="needs nohup")
+def test_under_nohup_a_hang_up_is_ignored_and_the_run_trains_to_its_end(tmp_path):
+    process = launch(tmp_path, *LONG, "--name", "bg", under=("nohup",))
+    run_dir = tmp_path / "checkpoints" / "bg"
+    assert wait_until(lambda: recorded(run_dir, "epoch"), process)
+    process.send_signal(signal.SIGHUP)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert recorded(run_dir, "run_finished") and not recorded(run_dir, "run_stopped")
+    assert len((run_dir / rundir.METRICS).read_text().splitlines()) == 1 + 100
+
+
+def test_output_to_a_pipe_closed_early_is_dropped_and_the_run_trains_to_its_end(tmp_path):
+    """`torchdeck train | head -2`"""
+    process = launch(tmp_path, *LONG, "--name", "piped")
+    run_dir = tmp_path / "checkpoints" / "piped"
+    head = [process.stdout.readline() for _ in range(2)]
+    process.stdout.close()
+    assert head[0].startswith("start ") and head[1].startswith("epoch 1/100")
+    err = process.stderr.read()
+    assert process.wait(timeout=120) == 0, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert runs.status(run_dir) == "finished"
+    assert len((run_dir / rundir.METRICS).read_text().splitlines()) == 1 + 100
+
+
+def drain(fd: int) -> bool:
+    """Read whatever waits on ``fd``, so that the writer never blocks; False."""
+    while select.select([fd], [], [], 0)[0]:
+        os.read(fd, 1 << 16)
+    return False
+
+
+def test_a_terminal_that_hangs_up_stops_saves_and_exits_129_without_a_traceback(tmp_path):
+    terminal, its_end = pty.openpty()
+    process = launch(tmp_path, "--task", "digits", "--epochs", "2000", "--name", "ssh", stdout=its_end)
+    os.close(its_end)
+    run_dir = tmp_path / "checkpoints" / "ssh"
+    try:
+        assert wait_until(lambda: drain(terminal) or recorded(run_dir, "epoch", epoch=2), process)
+    finally:
+        os.close(terminal)  # the terminal is gone: writes to it now fail with EIO
+    process.send_signal(signal.SIGHUP)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 129, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    last = json.loads((run_dir / rundir.EVENTS).read_text().splitlines()[-1])
+    assert last["event"] == "run_stopped" and last["reason"] == "received SIGHUP"
+    assert checkpoint.load(run_dir / rundir.LAST)["epoch"] >= 2
 
 
 # --- run directories ------------------------------------------------------------------------

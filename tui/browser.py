@@ -30,7 +30,7 @@ from textual.worker import Worker
 
 from engine.errors import TorchdeckError
 from engine.store import rundir, runs
-from engine.text import fmt, metrics_text
+from engine.text import fmt, metrics_text, printable
 from tui.background import answer, failure, in_thread
 from tui.dialogs import (
     AskDialog,
@@ -39,7 +39,7 @@ from tui.dialogs import (
     ExportDialog,
     PredictDialog,
 )
-from tui.widgets import EpochTable, LossCurve
+from tui.widgets import EpochTable, LossCurve, plain
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "bold cyan"}
 COLUMNS = ("run", "task", "model", "epochs", "best", "status", "started")
@@ -61,7 +61,7 @@ def _status_text(run: dict[str, Any]) -> Text:
 def _row(run: dict[str, Any]) -> tuple[str | Text, ...]:
     """The cells of a run in the list, in the order of COLUMNS (names as text: a table reads a
     plain string as markup)."""
-    return (Text(run["name"]), Text(run["task"]), Text(run["model"]), f"{run['epochs_done']}/{run['epochs']}",
+    return (plain(run["name"]), plain(run["task"]), plain(run["model"]), f"{run['epochs_done']}/{run['epochs']}",
             _best_text(run["best"]), _status_text(run), _date(run["started"]))
 
 
@@ -89,9 +89,9 @@ def _folder(text: str) -> Path:
 
 def _heading(run: dict[str, Any]) -> Text:
     """The run in three lines: name and status, what it is and how far it got, why it failed."""
-    text = Text.assemble((run["name"], "bold"), "  ", _status_text(run))
+    text = Text.assemble(plain(run["name"], "bold"), "  ", _status_text(run))
     if run["reason"]:
-        text.append(f" ({run['reason']})")
+        text.append(printable(f" ({run['reason']})"))
     text.append(f" · started {_date(run['started'])}\n")
     facts = [f"task {run['task']}", f"model {run['model']}"]
     if run["parameters"]:
@@ -99,9 +99,9 @@ def _heading(run: dict[str, Any]) -> Text:
     facts.append(f"epoch {run['epochs_done']}/{run['epochs']}")
     best = run["best"]
     facts.append(f"best {_best_text(best)} at epoch {best['epoch']}" if best else "no best epoch yet")
-    text.append(" · ".join(facts))
+    text.append(printable(" · ".join(facts)))
     if run["message"]:
-        text.append("\n" + run["message"], style="red")
+        text.append("\n" + printable(run["message"]), style="red")
     return text
 
 
@@ -117,11 +117,11 @@ def _checkpoint_text(info: dict[str, Any]) -> Text:
     lines.append(f"features  {', '.join(info['features'])}")
     if info["classes"]:
         lines.append(f"classes   {', '.join(info['classes'])}")
-    return Text("\n".join(lines))
+    return Text("\n".join(map(printable, lines)))
 
 
 def _overview(run: dict[str, Any], detail: Text) -> RenderableType:
-    config = Columns([Text.assemble((f"{key} ", "dim"), str(value)) for key, value in run["config"].items()],
+    config = Columns([Text.assemble(plain(f"{key} ", "dim"), plain(value)) for key, value in run["config"].items()],
                      padding=(0, 2))
     return Group(_heading(run), Text(), detail, Text(), Text("config", style="bold"), config)
 
@@ -132,13 +132,13 @@ def _checkpoint_tables(info: dict[str, Any]) -> RenderableType:
     for column, justify in (("name", "left"), ("shape", "left"), ("parameters", "right")):
         layers.add_column(column, justify=justify)
     for layer in info["layers"]:
-        layers.add_row(layer["name"], "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
+        layers.add_row(plain(layer["name"]), "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
     layers.add_row(Text("total", style="bold"), "", Text(f"{info['parameters']:,}", style="bold"))
     files = Table(title="files", title_justify="left")
     files.add_column("name")
     files.add_column("bytes", justify="right")
     for name, size in info["files"].items():
-        files.add_row(name, f"{size:,}")
+        files.add_row(plain(name), f"{size:,}")
     return Columns([layers, files], padding=(0, 2))
 
 
@@ -199,7 +199,7 @@ class BrowserScreen(Screen):
         self.set_interval(self.REFRESH_SECONDS, self._poll)
 
     def show_error(self, text: str) -> None:
-        self.notify(text, severity="error", timeout=8, markup=False)
+        self.notify(printable(text), severity="error", timeout=8, markup=False)
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if (problem := failure(event)) is not None:
@@ -209,7 +209,7 @@ class BrowserScreen(Screen):
 
     def reload(self) -> None:
         """List the folder again, in a job: a folder can hold many runs."""
-        self.sub_title = f"runs in {self.out}"
+        self.sub_title = printable(f"runs in {self.out}")
         self._listing = self.list_folder(self.out)
 
     @in_thread("list")
@@ -224,7 +224,7 @@ class BrowserScreen(Screen):
     def _listed(self, folder: Path, found: list[dict[str, Any]]) -> None:
         if folder != self.out:  # an answer about the folder shown before
             return
-        self.sub_title = f"runs in {folder} · {len(found)}"
+        self.sub_title = printable(f"runs in {folder} · {len(found)}")
         fresh = {str(run["path"]): run for run in found}
         if folder == self.listed and fresh == self.runs:
             return
@@ -271,7 +271,7 @@ class BrowserScreen(Screen):
         self.query_one("#checkpoint-text", Static).update("")
         overview = self.query_one("#overview-text", Static)
         if run is None:
-            overview.update(Text(f"No runs in {self.out}: press n to start one, or o to open another folder."))
+            overview.update(plain(f"No runs in {self.out}: press n to start one, or o to open another folder."))
             return
         path = run["path"]
         if not any((path / name).is_file() for name in (rundir.LAST, rundir.BEST)):
@@ -297,7 +297,7 @@ class BrowserScreen(Screen):
             return
         overview = self.query_one("#overview-text", Static)
         if isinstance(info, str):
-            overview.update(_overview(run, Text(info, style="red")))
+            overview.update(_overview(run, plain(info, "red")))
             return
         overview.update(_overview(run, _checkpoint_text(info)))
         self.query_one(EpochTable).show_history(info["history"], best_epoch=info["best"].get("epoch"))
@@ -379,7 +379,7 @@ class BrowserScreen(Screen):
         answer(self._deleted, path)
 
     def _deleted(self, path: Path) -> None:
-        self.notify(f"deleted {path}", markup=False)
+        self.notify(printable(f"deleted {path}"), markup=False)
         self.reload()
 
     def action_new_run(self) -> None:

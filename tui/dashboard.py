@@ -33,11 +33,24 @@ from engine.events import (
     RunStarted,
     RunStopped,
 )
-from engine.text import finished_text, fmt, metrics_text, started_text, stopped_text
+from engine.text import (
+    finished_text,
+    fmt,
+    metrics_text,
+    printable,
+    started_text,
+    stopped_text,
+)
 from tui.background import answer, failure, in_thread
-from tui.widgets import DevicePanel, EpochTable, LossCurve, confusion_table
+from tui.widgets import DevicePanel, EpochTable, LossCurve, confusion_table, plain
 
 POLL_SECONDS = 0.25
+
+
+def literal(text: str) -> str:
+    """A run's text to embed in the log's and the end panel's markup: a path, a class or a range
+    such as [0, 1) stays text, and its control characters are escaped."""
+    return escape(printable(text))
 
 
 def _coalesce_key(event: Event) -> str | None:
@@ -152,7 +165,7 @@ class DashboardScreen(Screen):
         if event.worker.group == "prepare":
             self.show_failure(problem)
         else:
-            self.log_line(f"[red]evaluation failed: {escape(problem)}[/]")
+            self.log_line(f"[red]evaluation failed: {literal(problem)}[/]")
 
     def follow(self, source) -> None:
         self.source = source
@@ -192,7 +205,7 @@ class DashboardScreen(Screen):
             if event.kind == "best":
                 self.log_line(f"best.pt saved (epoch {event.epoch})")
         elif isinstance(event, Message):
-            self.log_line(escape(event.text) if event.level == "info" else f"[yellow]{escape(event.text)}[/]")
+            self.log_line(literal(event.text) if event.level == "info" else f"[yellow]{literal(event.text)}[/]")
         elif isinstance(event, RunFinished):
             self.on_finished(event)
         elif isinstance(event, RunStopped):
@@ -205,8 +218,8 @@ class DashboardScreen(Screen):
     def on_started(self, event: RunStarted) -> None:
         self.started = event
         self.run_dir = event.run_dir
-        self.sub_title = event.run_dir
-        self.query_one("#summary", Static).update(Text(started_text(event)))
+        self.sub_title = printable(event.run_dir)
+        self.query_one("#summary", Static).update(plain(started_text(event)))
         self.query_one("#epoch-bar", ProgressBar).update(total=event.batches, progress=0)
         self.query_one("#overall-bar", ProgressBar).update(
             total=event.epochs * event.batches, progress=event.start_epoch * event.batches)
@@ -215,9 +228,9 @@ class DashboardScreen(Screen):
                   "processes": event.world_size}
         self.query_one(DevicePanel).show(device, local=self.source.control is not None)
         verb = "resumed" if event.resumed_from else "started"
-        self.log_line(f"run {verb}: {escape(event.run_dir)}")
+        self.log_line(f"run {verb}: {literal(event.run_dir)}")
         if event.resumed_from:
-            self.log_line(f"from {escape(event.resumed_from)}, after epoch {event.start_epoch}")
+            self.log_line(f"from {literal(event.resumed_from)}, after epoch {event.start_epoch}")
             history = self.source.earlier_epochs(event.start_epoch)
             self.query_one(EpochTable).show_history(history)
             self.query_one(LossCurve).show_history(history)
@@ -240,7 +253,7 @@ class DashboardScreen(Screen):
 
     def on_finished(self, event: RunFinished) -> None:
         self.ended = event
-        text, run_dir = escape(finished_text(event)), escape(event.run_dir)
+        text, run_dir = literal(finished_text(event)), literal(event.run_dir)
         self.log_line(f"[green]{text}[/]")
         self.show_result(
             f"[b green]{text}[/]\n"
@@ -252,7 +265,7 @@ class DashboardScreen(Screen):
 
     def on_stopped(self, event: RunStopped) -> None:
         self.ended = event
-        text = escape(stopped_text(event))
+        text = literal(stopped_text(event))
         self.log_line(f"[yellow]{text}[/]")
         self.show_result(f"[b yellow]stopped[/] {text}\n"
                          "[dim]b checkpoint browser (resume from there) · n new run · q quit[/]")
@@ -261,7 +274,7 @@ class DashboardScreen(Screen):
 
     def show_failure(self, message: str) -> None:
         self.ended = self.ended or RunFailed(message=message)
-        message = escape(message)  # a path or a range such as [0, 1) is text, not markup
+        message = literal(message)
         self.log_line(f"[red]run failed: {message}[/]")
         result = self.query_one("#result", Static)
         result.add_class("failed")

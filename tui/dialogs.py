@@ -27,11 +27,11 @@ from textual.worker import Worker
 from engine.errors import TorchdeckError
 from engine.text import fmt, metrics_text
 from tui.background import answer, failure, in_thread
-from tui.widgets import confusion_table
+from tui.widgets import confusion_table, plain
 
 
 def _title(text: str) -> Label:
-    return Label(Text(text), classes="title")
+    return Label(plain(text), classes="title")
 
 
 class Dialog(ModalScreen):
@@ -52,7 +52,7 @@ class Dialog(ModalScreen):
     BINDINGS = [Binding("escape", "dismiss", "close")]
 
     def show_error(self, text: str) -> None:
-        self.query_one("#error", Static).update(Text(text))  # plain text: a path or '.[onnx]' is not markup
+        self.query_one("#error", Static).update(plain(text))  # a path or '.[onnx]' is not markup
 
 
 class ConfirmDialog(Dialog):
@@ -67,7 +67,7 @@ class ConfirmDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield _title(self.title_text)
-            yield Static(Text(self.question))
+            yield Static(plain(self.question))
             with Horizontal(classes="buttons"):
                 yield Button(self.confirm, variant="error", id="yes")
                 yield Button("cancel", id="no")
@@ -91,7 +91,7 @@ class AskDialog(Dialog):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield _title(self.title_text)
-            yield Label(Text(self.prompt))
+            yield Label(plain(self.prompt))
             yield Input(self.value)
             yield Static(id="error")
             with Horizontal(classes="buttons"):
@@ -178,8 +178,8 @@ class EvaluateDialog(RunDialog):
 
 
 def _evaluation(result: dict[str, Any]) -> RenderableType:
-    head = Text(f"{Path(result['path']).name} on the {result['split']} split ({result['samples']} samples)",
-                style="bold")
+    head = plain(f"{Path(result['path']).name} on the {result['split']} split ({result['samples']} samples)",
+                 "bold")
     scores = Text(f"loss {fmt(result['loss'])}  {metrics_text(result['metrics'])}")
     if "confusion_matrix" not in result:
         return Group(head, scores)
@@ -194,7 +194,7 @@ def _report_table(report: dict[str, Any]) -> Table:
         table.add_column(column, justify="right")
     for name, scores in report.items():
         if isinstance(scores, dict):  # the report's plain "accuracy" number is already in the metrics
-            table.add_row(name, fmt(scores["precision"]), fmt(scores["recall"]), fmt(scores["f1-score"]),
+            table.add_row(plain(name), fmt(scores["precision"]), fmt(scores["recall"]), fmt(scores["f1-score"]),
                           str(int(scores["support"])))
     return table
 
@@ -224,7 +224,7 @@ class PredictDialog(RunDialog):
             return
         names = meta.feature_names
         features = f"{len(names)} features, in this order: {', '.join(names)}"
-        self.query_one("#features", Static).update(Text(features))  # column names are data, not markup
+        self.query_one("#features", Static).update(plain(features))  # column names are data, not markup
 
     @on(Input.Submitted)
     def submit(self, event: Input.Submitted) -> None:
@@ -253,7 +253,7 @@ def _prediction(item: dict[str, Any]) -> RenderableType:
     table = Table.grid(padding=(0, 2))
     for rank, top in enumerate(item["top"]):
         bar = "█" * round(top["probability"] * 30)
-        table.add_row(Text(top["class"], style="bold" if rank == 0 else ""), f"{top['probability']:6.1%}",
+        table.add_row(plain(top["class"], "bold" if rank == 0 else ""), f"{top['probability']:6.1%}",
                       Text(bar, style="green" if rank == 0 else "dim"))
     return table
 
@@ -278,8 +278,8 @@ class ExportDialog(RunDialog):
         """Offer the formats once the checkpoint is loaded (which imported torch, so this import is quick)."""
         from engine.use.export import FORMATS
 
-        about = Text(f"{self.saved.path.name} (epoch {self.saved.state.get('epoch')}) as a file that runs without "
-                     f"torchdeck, with a .json sidecar on preparing inputs and reading outputs:\n")
+        about = Text.assemble(plain(self.saved.path.name), f" (epoch {self.saved.state.get('epoch')}) as a file that "
+                              "runs without torchdeck, with a .json sidecar on preparing inputs and reading outputs:\n")
         for spec in FORMATS.values():
             about.append(f"\n{spec.name:<13}", style="bold").append(spec.description)
         self.query_one("#about", Static).update(about)
@@ -316,8 +316,8 @@ class ExportDialog(RunDialog):
 def _export_text(result: dict[str, Any]) -> Text:
     check = result["verification"]
     return Text.assemble(
-        (result["format"], "bold"), f"  {result['path']}  {result['bytes'] / 1024:,.1f} KiB\n",
-        f"sidecar  {result['sidecar']}\n",
+        (result["format"], "bold"), "  ", plain(result["path"]), f"  {result['bytes'] / 1024:,.1f} KiB\n",
+        "sidecar  ", plain(result["sidecar"]), "\n",
         ("verified ", "green"), f"on {check['samples']} samples of {check['inputs']}: largest difference "
         f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})",
     )

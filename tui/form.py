@@ -19,6 +19,7 @@ from textual.widgets import Input, Label, Select, Static, Switch
 from engine.config import RunConfig, as_text, catalog, is_choice, option_help
 from engine.device import device_name, resolve_device
 from engine.errors import ConfigError
+from engine.text import printable
 
 
 def checked(base: RunConfig, values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:
@@ -111,5 +112,5 @@ class OptionRow(Vertical):
     def mark(self, message: str | None) -> None:
         """Show ``message`` under the row and style the control as invalid; None clears both."""
         self.control.set_class(bool(message), "invalid")
-        self.error.update(Text(message or ""))  # it may quote what was typed: text, not markup
+        self.error.update(Text(printable(message or "")))  # it may quote what was typed: text, not markup
         self.error.display = bool(message)

@@ -13,6 +13,7 @@ from rich.text import Text
 from engine.config import RunConfig, as_text, option_names
 from engine.data.split import TaskData
 from engine.data.tasks import load_task
+from engine.text import printable
 from engine.train.models import build_model, count_parameters
 
 _task_data: dict[tuple, TaskData] = {}
@@ -56,7 +57,8 @@ def option_table(config: RunConfig) -> Table:
         if option is None:
             return ["", ""]
         value = getattr(config, option)
-        return [option, Text(as_text(value) or "—", style="bold" if value != getattr(preset, option) else "")]
+        changed = value != getattr(preset, option)
+        return [option, Text(printable(as_text(value)) or "—", style="bold" if changed else "")]
 
     names = option_names()
     half = (len(names) + 1) // 2

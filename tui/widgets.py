@@ -1,4 +1,5 @@
-"""Widgets shared by the dashboard and the checkpoint browser."""
+"""Widgets shared by the dashboard and the checkpoint browser, and ``plain``: how every name
+and value from a run or its data is shown."""
 
 from __future__ import annotations
 
@@ -7,10 +8,17 @@ import resource
 from typing import Any, Iterable
 
 from rich.table import Table
+from rich.text import Text
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from engine.text import fmt
+from engine.text import fmt, printable
+
+
+def plain(value: Any, style: str = "") -> Text:
+    """A name or value as text, never markup, its control characters escaped: a class ``[/]``
+    would crash a markup parser and ``ESC [2J`` would clear the screen."""
+    return Text(printable(str(value)), style=style)
 
 
 class LossCurve(PlotextPlot):
@@ -151,7 +159,7 @@ def confusion_table(classes: list[str], matrix: list[list[int]]) -> Table:
     table = Table(title="confusion matrix (rows: true, columns: predicted)", title_justify="left")
     table.add_column("")
     for name in classes:
-        table.add_column(name, justify="right")
+        table.add_column(plain(name), justify="right")
     for i, (name, row) in enumerate(zip(classes, matrix)):
-        table.add_row(name, *(f"[bold green]{v}[/]" if i == j else str(v) for j, v in enumerate(row)))
+        table.add_row(plain(name), *(plain(v, "bold green" if i == j else "") for j, v in enumerate(row)))
     return table

@@ -36,6 +36,7 @@ from textual.widgets.option_list import Option
 from engine.config import RunConfig, catalog, command_line, owner_of
 from engine.device import resolve_device
 from engine.errors import DataError
+from engine.text import printable
 from tui.form import OptionRow, checked, note
 from tui.preview import describe_data, option_table, parameter_count, task_data
 
@@ -97,7 +98,7 @@ class SavePrompt(ModalScreen[Path | None]):
         try:
             path.write_text(self.toml, encoding="utf-8")
         except OSError as exc:
-            self.query_one(".error", Static).update(Text(f"{path} cannot be written: {exc.strerror or exc}"))
+            self.query_one(".error", Static).update(Text(printable(f"{path} cannot be written: {exc.strerror or exc}")))
             return
         self.dismiss(path)
 
@@ -248,7 +249,7 @@ class WizardScreen(Screen):
         for option in FIELDS[step]:
             self._row(option).mark(errors.get(option))
         problem = self.query_one(f"#{step}-error", Static)
-        problem.update(Text(errors.get("", "")))
+        problem.update(Text(printable(errors.get("", ""))))
         problem.display = "" in errors
 
     def _show_parameters(self) -> None:

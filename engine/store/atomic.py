@@ -38,6 +38,7 @@ def staged(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        temporary.unlink(missing_ok=True)  # a link planted under this name is not written through
         yield temporary
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
@@ -45,13 +46,24 @@ def staged(path: str | Path) -> Iterator[Path]:
     except BaseException as exc:
         with contextlib.suppress(OSError):  # a read-only folder: nothing was created there anyway
             temporary.unlink(missing_ok=True)
-        if isinstance(exc, OSError):
+        if failed := _os_error(exc):
             kept = f"; the previous {path.name} is intact" if path.exists() else ""
             raise CheckpointError(
-                f"cannot write {path.name} in {path.parent}: {exc.strerror or exc}{kept}"
+                f"cannot write {path.name} in {path.parent}: {failed.strerror or failed}{kept}"
             ) from None
         raise
     _fsync_folder(path.parent)
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The system's error behind a failed write: ``exc`` itself, or the OSError that a library
+    reported as its own error (torch's zip writer turns a full disk into a RuntimeError
+    ``[enforce fail at inline_container.cc]`` raised while handling the OSError)."""
+    if isinstance(exc, OSError):
+        return exc
+    if isinstance(exc, RuntimeError) and isinstance(exc.__context__, OSError):
+        return exc.__context__
+    return None
 
 
 def _fsync_folder(folder: Path) -> None:
@@ -68,11 +80,13 @@ def _fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def remove_stale(folder: Path) -> None:
-    """Delete the temporaries in ``folder`` that processes now dead left half-written."""
+def remove_stale(folder: Path, prefix: str = "") -> None:
+    """Delete the temporaries in ``folder`` that processes now dead left half-written; only
+    those of files named ``prefix``... in a folder that is not torchdeck's alone."""
     for temporary in folder.glob(".*.tmp"):
         pid = temporary.name.rsplit(".", 2)[-2]
-        if pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid)):
+        dead = pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))
+        if dead and temporary.name.startswith(f".{prefix}"):
             temporary.unlink(missing_ok=True)
 
 

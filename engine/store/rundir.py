@@ -69,7 +69,7 @@ class RunWriter:
         self.metric_names = metric_names
         with _writing(run_dir):
             remove_stale(run_dir)
-            self._events = open(run_dir / EVENTS, "a", encoding="utf-8", buffering=1)
+            self._events = open(run_dir / EVENTS, "a", encoding="utf-8", buffering=1, opener=_no_follow)
             if self._events.tell() and _last_byte(run_dir / EVENTS) != b"\n":
                 self._events.write("\n")  # a killed writer's torn line must not swallow the next record
 
@@ -105,7 +105,8 @@ class RunWriter:
                 record = event.to_dict()
                 self._events.write(json.dumps(record) + "\n")
                 if isinstance(event, EpochEnded):
-                    with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="") as handle:
+                    with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="",
+                              opener=_no_follow) as handle:
                         csv.writer(handle, lineterminator="\n").writerow(self._row(record))
         except CheckpointError:
             if not event.terminal:
@@ -116,6 +117,21 @@ class RunWriter:
                     self._events.close()
                 except OSError:  # the unwritten rest of a full disk's buffer
                     pass
+
+
+def refuse_links(run_dir: Path) -> None:
+    """Refuse a run directory holding symbolic links before a run writes in it: a crafted one
+    (a downloaded run, say) would have its events, config or checkpoints land wherever its links
+    point, such as a shell's rc file."""
+    links = sorted(entry.name for entry in run_dir.iterdir() if entry.is_symlink())
+    if links:
+        raise CheckpointError(f"{run_dir} holds symbolic links ({', '.join(links)}); "
+                              f"a run directory is resumed only without them")
+
+
+def _no_follow(path: str, flags: int) -> int:
+    """The opener of the files a run appends to: a link in their place fails instead of being followed."""
+    return os.open(path, flags | os.O_NOFOLLOW, 0o666)
 
 
 def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:

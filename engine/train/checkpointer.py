@@ -3,7 +3,8 @@
 Every epoch end takes a snapshot (a CPU copy of the weights, optimizer and RNG states, so that
 training goes on while it waits); ``last.pt`` and, when the epoch improved, ``best.pt`` are
 written from the waiting snapshots once ``save_every`` seconds have passed since the last write
-(also between the batches of a long epoch), and always when the run stops, fails or ends.
+(also between the batches of a long epoch), and always before the final test evaluation and
+when the run stops, fails or ends.
 Writing at every epoch end can cost a short run as much as its training; this way a kill -9
 loses at most ``save_every`` seconds of work, and a diverged run still leaves the last good
 snapshot on disk. In a job only rank 0 writes; its checkpoints hold every rank's RNG state.

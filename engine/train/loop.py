@@ -4,7 +4,8 @@ Each epoch draws its batch order and trains batch by batch; before and after eve
 sync policy (one process, or a job's agreement) says whether to stop, to report progress or to
 write a checkpoint, and whether a loss became NaN or infinite. At an epoch's end the loop
 validates, steps the scheduler, records the epoch, hands the snapshot to the checkpointer and
-asks early stopping whether to go on. At the end it tests the best epoch's weights.
+asks early stopping whether to go on. At the end it writes the snapshots still waiting and
+tests the best epoch's weights.
 
 Several processes: each trains a DDP-wrapped copy of the model on its slice of every global
 batch (the same permutation on every process), its loss scaled so that DDP's gradient average
@@ -44,6 +45,10 @@ from engine.train.sync import Decision, JobSync, Solo
 
 class Diverged(Exception):
     """The loss became NaN or infinite."""
+
+
+class StoppedTesting(Exception):
+    """A stop was asked for during the test evaluation at the end of a run."""
 
 
 @dataclass
@@ -163,16 +168,21 @@ class Loop:
         at the same batch."""
         if decision.bad:
             self._diverged(cursor.epoch, *decision.bad)
-        parts, world = self.parts, self.parts.world
+        parts = self.parts
         vars(parts.state).update(cursor.position(index, decision.loss_sum))
         parts.shuffle.rewind()  # a resume at batch 0 must draw this epoch's permutation again
         self.checkpointer.save()
+        self._stopped(cursor.epoch + 1, index)
+
+    def _stopped(self, epoch: int, batch: int) -> None:
+        """Report the stop of a run whose place is saved: ``batch`` batches into ``epoch`` (from 1)."""
+        world = self.parts.world
         resume = rundir.resume_command(self.run_dir)
         if world.distributed and world.local_size == world.size:
             resume += f" --nproc {world.size}"
         self.emit(RunStopped(
             run_dir=str(self.run_dir), reason=self.control.stop_reason or "another process of the job was stopped",
-            epoch=cursor.epoch + 1, batch=index, checkpoint=str(self.run_dir / rundir.LAST), resume_command=resume,
+            epoch=epoch, batch=batch, checkpoint=str(self.run_dir / rundir.LAST), resume_command=resume,
         ))
 
     def _end_epoch(self, cursor: Cursor) -> None:
@@ -211,9 +221,22 @@ class Loop:
             self.stopped_early = True
 
     def _finish(self) -> None:
+        """Test the best epoch's weights and save the scores with the last checkpoint.
+
+        The snapshots still waiting are written first, so a test evaluation that is long, stopped
+        or killed costs no epoch: resuming then runs only the evaluation. One process stops
+        before any chunk of it; a job's processes evaluate together and go through.
+        """
+        self.checkpointer.write()
         best_model = copy.deepcopy(self.parts.model)  # not a fresh build: that would draw from the RNG
         best_model.load_state_dict(self.checkpointer.best_model_weights())
-        test_loss, test_metrics = self.evaluate("test", best_model)
+        if not self.parts.world.distributed:
+            best_model.register_forward_pre_hook(self._stop_testing)
+        try:
+            test_loss, test_metrics = self.evaluate("test", best_model)
+        except StoppedTesting:
+            self._stopped(self.parts.state.epoch, self.parts.batches())
+            return
         test = {"loss": test_loss, **test_metrics}
         self.checkpointer.save(test=test)
         state = self.parts.state
@@ -222,6 +245,10 @@ class Loop:
             epochs_done=state.epoch, best=dict(state.best), test=test,
             seconds=sum(row["seconds"] for row in state.history),
         ))
+
+    def _stop_testing(self, module: torch.nn.Module, inputs: tuple) -> None:
+        if self.control.stop_requested:
+            raise StoppedTesting
 
     @torch.no_grad()
     def evaluate(self, split: str, model: torch.nn.Module | None = None) -> tuple[float, dict[str, float]]:

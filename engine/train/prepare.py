@@ -162,8 +162,11 @@ def rank_seed(seed: int, rank: int, step: int) -> int:
 
 
 def load_for_resume(path: str | Path) -> tuple[dict[str, Any], Path, Path | None]:
-    """(checkpoint, its path, its run directory) of a run to continue, refused while it trains."""
+    """(checkpoint, its path, its run directory) of a run to continue, refused while it trains
+    or when its run directory holds symbolic links (before anything in it is read)."""
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    if folder == Path(path) or (folder / rundir.EVENTS).is_file():  # what runs.locate takes for a run directory
+        rundir.refuse_links(folder)
     if pid := runs.training_pid(folder):
         raise ConfigError(f"the run in {folder} is still training (process {pid}); stop it before resuming")
     ckpt_path, run_dir = runs.locate(path)
@@ -173,15 +176,26 @@ def load_for_resume(path: str | Path) -> tuple[dict[str, Any], Path, Path | None
 def resumed_config(saved: dict[str, Any], ckpt_path: Path, run_dir: Path | None,
                    changes: dict[str, Any]) -> tuple[RunConfig, Path | None]:
     """(config, run directory to continue in) of a resumed run: the checkpoint's own config with
-    the ``changes`` resuming allows; no directory (a new one) when it branches off."""
+    the ``changes`` resuming allows; no directory (a new one) when it branches off.
+
+    Where a run writes never comes from the file: a run directory continues in itself (or
+    branches beside itself), and a loose checkpoint (a downloaded ``model.pt``) goes to
+    ``changes["out"]`` or the default folder under a new name, whatever its saved ``out`` and
+    ``name`` say.
+    """
     config = RunConfig.from_dict(saved["config"])
     for key, value in changes.items():
-        if key not in RESUME_OPTIONS:
+        if key == "out" and run_dir is not None:
+            raise ConfigError(f"out: {run_dir} is a run directory, which resumes into itself; "
+                              f"--out is for a loose .pt file", option="out")
+        if key not in (*RESUME_OPTIONS, "out"):
             raise ConfigError(
                 f"{key} cannot change when resuming (the run was trained with {key}={getattr(config, key)!r}); "
                 f"only {', '.join(RESUME_OPTIONS)} can", option=key,
             )
     config = config.replace(**changes)
+    if run_dir is None:  # RunConfig.out: the option's default, the folder a new run goes to
+        config = config.replace(out=changes.get("out", RunConfig.out), name=None)
     # All epochs done but no test scores: killed before the final save, which resuming does now.
     if saved["epoch"] > config.epochs or saved["epoch"] == config.epochs and "test" in saved:
         raise ConfigError(

@@ -196,8 +196,10 @@ def export(saved: SavedRun, format_name: str, out: str | Path | None = None) -> 
     path = _destination(saved, spec, out)
     inputs, source = sample_inputs(saved)
     made_folder = _make_folder(path.parent)
+    atomic.remove_stale(path.parent, path.name)  # what a killed export of this file left (and of its sidecar)
     try:  # the inner block ends first: the model is published, then its sidecar
         with atomic.staged(sidecar_path(path)) as sidecar_temporary, atomic.staged(path) as temporary:
+            open(temporary, "xb").close()  # an unwritable place fails here in the system's words, not torch's
             started = time.perf_counter()
             _run_exporter(spec, saved.model, inputs[:EXAMPLE], temporary)
             exported = time.perf_counter()
@@ -215,11 +217,22 @@ def export(saved: SavedRun, format_name: str, out: str | Path | None = None) -> 
 
 
 def _destination(saved: SavedRun, spec: ExportFormat, out: str | Path | None) -> Path:
-    """The file to write: ``out``, the default name inside an ``out`` folder, or :func:`default_path`."""
-    if out is None:
-        return default_path(saved, spec)
-    path = Path(out).expanduser()
-    return path / default_path(saved, spec).name if path.is_dir() else path
+    """The file to write: ``out``, the default name inside an ``out`` folder, or :func:`default_path`.
+
+    Only a regular file or nothing may be in its place (or its sidecar's): a device node, a
+    folder or a link there would be destroyed or written through. The default ``export/`` folder
+    comes with the checkpoint, maybe from someone else, so it must not be a link either.
+    """
+    path = default_path(saved, spec)
+    if out is None and path.parent.is_symlink():
+        raise ExportError(f"{path.parent} is a symbolic link; export writes only into a real folder")
+    if out is not None:
+        out = Path(out).expanduser()
+        path = out / path.name if out.is_dir() else out
+    for target in (path, sidecar_path(path)):
+        if target.is_symlink() or target.exists() and not target.is_file():
+            raise ExportError(f"{target} is in the way: export replaces only a regular file")
+    return path
 
 
 def _make_folder(folder: Path) -> bool:

@@ -152,3 +152,13 @@ def test_the_command_line_of_a_config_uses_the_cli_spelling():
     config = RunConfig.for_task("wine", hidden=[8, 4], batch_size=8, nesterov=True, optimizer="sgd")
     assert command_line(config) == ("torchdeck train --task wine --hidden 8,4 --optimizer sgd --nesterov "
                                     "--batch-size 8")
+
+
+def test_a_home_folder_in_a_path_option_is_expanded_however_it_came(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = RunConfig.from_values({"task": "csv", "data_dir": "~/data.csv", "out": "~/runs",
+                                    "weights": "~/w.pt", "name": "~"})
+    assert (config.data_dir, config.out, config.weights) == (f"{tmp_path}/data.csv", f"{tmp_path}/runs",
+                                                            f"{tmp_path}/w.pt")
+    assert config.name == "~"  # a name is not a path
+    assert f"--out {tmp_path}/runs" in command_line(config)

@@ -17,13 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import highlight, settle, text
+from conftest import HOSTILE_CLASSES, highlight, hostile_csv, settle, text
 from textual.widgets import DataTable, Input, Static
 
 from engine.config import RunConfig
 from engine.events import EpochEnded
 from engine.store import rundir
 from engine.store.runs import list_runs, summary
+from engine.text import printable
 from engine.train.run import Run
 from tui.app import TorchdeckApp
 from tui.browser import BrowserScreen
@@ -374,3 +375,22 @@ async def test_export_writes_a_verified_file_and_shows_problems_inline(copy, cal
         assert text(dialog.query_one("#result", Static)).strip() == ""
         await pilot.press("escape")
         assert isinstance(app.screen, BrowserScreen) and calls == []
+
+
+@pilot_test
+async def test_a_run_whose_classes_are_markup_and_escapes_is_shown_as_text(tmp_path, calls):
+    config = RunConfig.for_task("csv", data_dir=str(hostile_csv(tmp_path)), target="label", epochs=2,
+                                out=str(tmp_path / "runs"), name="x[bold]")
+    Run.new(config).start().wait()
+    (tmp_path / "runs" / "x[bold]").rename(tmp_path / "runs" / "x[bold]\x1b")  # a name torchdeck refuses, made by hand
+    app = TorchdeckApp(out=tmp_path / "runs", browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, tmp_path / "runs" / "x[bold]\x1b")
+        shown = text(screen.query_one("#overview-text", Static)) + text(screen.query_one("#checkpoint-text", Static))
+        assert "weight [kg]" in shown and all(printable(name) in shown for name in HOSTILE_CLASSES)
+        assert "x[bold]\\x1b" in shown and "\x1b" not in shown
+        dialog = await press_on(pilot, tmp_path / "runs" / "x[bold]\x1b", "e")
+        assert isinstance(dialog, EvaluateDialog)
+        shown = text(dialog.query_one("#result", Static))
+        assert "confusion matrix" in shown and all(printable(name) in shown for name in HOSTILE_CLASSES)

@@ -10,10 +10,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import text, train, until
+from conftest import HOSTILE_CLASSES, hostile_csv, text, train, until
 from textual.widgets import ProgressBar, Static
 
 from engine.config import RunConfig
+from engine.text import printable
 from tui.app import TorchdeckApp
 from tui.dashboard import ConfirmQuit, DashboardScreen
 from tui.widgets import DevicePanel, EpochTable, LossCurve
@@ -230,3 +231,20 @@ def test_from_the_wizard_to_a_finished_run_with_the_keyboard(tmp_path):
     run_dir = Path(asyncio.run(scenario()))
     assert run_dir.parent == tmp_path and run_dir.name.startswith("iris-mlp-")
     assert (run_dir / "best.pt").exists() and (run_dir / "last.pt").exists()
+
+
+def test_classes_and_a_run_directory_that_are_markup_and_escapes_end_as_text(tmp_path):
+    data = hostile_csv(tmp_path)
+    config = RunConfig.for_task("csv", data_dir=str(data), target="label", epochs=2, out=str(tmp_path / "o\x1b[2J[/]"))
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            await until(pilot, lambda: "confusion matrix" in result_text(screen))
+            shown = result_text(screen)
+            assert all(printable(name) in shown for name in HOSTILE_CLASSES) and "\x1b" not in shown
+            assert "o\\x1b[2J[/]" in shown
+
+    asyncio.run(scenario())

@@ -16,7 +16,7 @@ from cli.main import app as cli_app
 from engine.catalog import Catalog
 from engine.config import RunConfig, command_line, option_names
 from engine.data.meta import RawData, TaskSpec
-from engine.errors import DataError
+from engine.errors import ConfigError, DataError
 from tui.app import TorchdeckApp
 
 
@@ -227,3 +227,15 @@ def test_command_line_turns_a_preset_flag_off(monkeypatch):
     config = RunConfig.for_task("wine", batch_norm=False)
     assert command_line(config) == "torchdeck train --task wine --no-batch-norm"
     assert parse_command(command_line(config)) == config
+
+
+def test_typing_markup_into_a_value_shows_the_error_as_typed(tmp_path, started):
+    with pytest.raises(ConfigError) as refused:
+        RunConfig.for_task("iris", lr="[/")
+
+    async def scenario(pilot, screen):
+        await pilot.press("enter", "enter")
+        await retype(pilot, screen, "lr", "[/")
+        assert error(screen, "lr") == str(refused.value) and "'[/'" in str(refused.value)
+
+    drive(tmp_path, scenario)

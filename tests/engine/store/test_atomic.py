@@ -87,3 +87,49 @@ def test_only_the_temporaries_of_dead_processes_are_removed(tmp_path):
         (tmp_path / name).write_bytes(b"partial")
     remove_stale(tmp_path)
     assert sorted(os.listdir(tmp_path)) == sorted([names["alive"], names["own"]])
+
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_torch_save_is_the_same_one_line(tmp_path):
+    """torch's zip writer reports a full disk as its own RuntimeError (inline_container.cc)."""
+    import torch
+
+    def onto_a_disk_that_fills(handle):
+        class Filling:  # the disk fills up in the first large write, the buffer written before it
+            def write(self, data):
+                if len(data) > 10_000:
+                    handle.flush()
+                    full = os.open("/dev/full", os.O_WRONLY)  # refuses every write with ENOSPC
+                    os.dup2(full, handle.fileno())
+                    os.close(full)
+                return handle.write(data)
+
+            def flush(self):
+                handle.flush()
+
+        torch.save({"weights": torch.zeros(100_000)}, Filling())
+
+    with pytest.raises(CheckpointError, match=f"^cannot write last.pt in {tmp_path}: No space left on device$"):
+        write_atomic(tmp_path / "last.pt", onto_a_disk_that_fills)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_write_over_a_link_replaces_the_link_and_leaves_its_target(tmp_path):
+    target = tmp_path / "bashrc"
+    target.write_text("alias ls='ls -F'\n")
+    link = tmp_path / "run" / "config.toml"
+    link.parent.mkdir()
+    link.symlink_to(target)
+    write_atomic(link, lambda handle: handle.write(b'task = "iris"\n'))
+    assert not link.is_symlink() and link.read_text() == 'task = "iris"\n'
+    assert target.read_text() == "alias ls='ls -F'\n"
+
+
+def test_a_link_planted_under_the_temporary_name_is_not_written_through(tmp_path):
+    target = tmp_path / "bashrc"
+    target.write_text("alias ls='ls -F'\n")
+    (tmp_path / f".last.pt.{os.getpid()}.tmp").symlink_to(target)  # the name this process writes under
+    write_atomic(tmp_path / "last.pt", lambda handle: handle.write(b"weights"))
+    assert (tmp_path / "last.pt").read_bytes() == b"weights" and target.read_text() == "alias ls='ls -F'\n"
+    assert sorted(os.listdir(tmp_path)) == ["bashrc", "last.pt"]

@@ -8,6 +8,7 @@ import os
 import pytest
 
 from engine.errors import CheckpointError
+from engine.events import EpochEnded
 from engine.store import rundir
 
 EPOCH = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "metrics": {"accuracy": 0.75}, "lr": 0.01,
@@ -54,3 +55,23 @@ def test_a_failed_write_of_the_config_keeps_the_previous_file(writer, monkeypatc
         writer.write_config('task = "wine"\n')
     assert (writer.run_dir / rundir.CONFIG).read_text() == 'task = "iris"\n'
     assert not list(writer.run_dir.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize("name", [rundir.EVENTS, rundir.METRICS])
+def test_the_files_a_run_appends_to_are_never_followed_through_a_link(tmp_path, name):
+    target = tmp_path / "bashrc"
+    target.write_text("alias ls='ls -F'\n")
+    run_dir = rundir.create(tmp_path, "run")
+    (run_dir / name).symlink_to(target)
+    with pytest.raises(CheckpointError, match=f"cannot write to the run directory {run_dir}: "):
+        writer = rundir.RunWriter(run_dir, ["accuracy"])
+        writer(EpochEnded(epochs=2, **EPOCH))
+    assert target.read_text() == "alias ls='ls -F'\n"
+
+
+def test_a_run_directory_holding_a_link_is_refused_in_one_line(tmp_path):
+    run_dir = rundir.create(tmp_path, "run")
+    rundir.refuse_links(run_dir)  # none yet
+    (run_dir / rundir.EVENTS).symlink_to(tmp_path / "bashrc")
+    with pytest.raises(CheckpointError, match=rf"^{run_dir} holds symbolic links \(events.jsonl\); "):
+        rundir.refuse_links(run_dir)

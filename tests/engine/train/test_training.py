@@ -201,10 +201,10 @@ def test_save_every_zero_writes_last_every_epoch_and_best_when_it_improves(out):
     assert written(events, "best") == improved
 
 
-def test_a_short_run_writes_each_checkpoint_once_at_the_end(out):
+def test_a_short_run_writes_its_checkpoints_before_testing_and_last_again_with_the_scores(out):
     run, events = train(out, "iris", epochs=6, save_every=3600)
     best = events[-1].best["epoch"]
-    assert written(events) == [6] and written(events, "best") == [best]
+    assert written(events) == [6, 6] and written(events, "best") == [best]
     assert torch.load(run.run_dir / "best.pt", weights_only=True)["epoch"] == best
     final = torch.load(run.run_dir / "last.pt", weights_only=True)
     assert final["epoch"] == 6 and final["test"] == events[-1].test

@@ -9,7 +9,11 @@ torch.load(weights_only=True) into a model written out by hand.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +285,63 @@ def test_a_mismatch_fails_with_exit_1_and_keeps_nothing(cli, cli_run, monkeypatc
     mismatch("state-dict")
     assert sorted(p.name for p in (cli_run / "export").iterdir()) == ["best.torchscript.pt", "best.torchscript.pt.json"]
     assert (cli_run / "export" / "best.torchscript.pt").read_bytes() == kept
+
+
+# --- what is in the way ---------------------------------------------------------------------
+
+
+def one_line(result) -> str:
+    assert result.code == 2 and result.out == "" and "Traceback" not in result.err, result.err
+    lines = result.err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("torchdeck: error: "), result.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("place", ["link", "fifo", "folder", "link as sidecar"])
+def test_export_replaces_nothing_but_a_regular_file(cli, cli_run, tmp_path, place):
+    """A FIFO stands in for a device node (``--out /dev/null``): neither is a regular file."""
+    target = tmp_path / "bashrc"
+    target.write_text("alias ls='ls -F'\n")
+    destination = tmp_path / "model.pt"
+    if place == "link":
+        destination.symlink_to(target)
+    elif place == "fifo":
+        os.mkfifo(destination)
+    elif place == "folder":
+        destination = tmp_path / "exports"
+        (destination / "best.torchscript.pt").mkdir(parents=True)  # where --out FOLDER puts the file
+    else:
+        sidecar_path(destination).symlink_to(target)
+    line = one_line(cli("export", "iris", "--out", destination))
+    assert "is in the way: export replaces only a regular file" in line
+    assert target.read_text() == "alias ls='ls -F'\n" and not list(tmp_path.glob("**/.*.tmp"))
+
+
+def test_a_linked_export_folder_is_refused(cli, cli_run, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    (cli_run / "export").symlink_to(tmp_path / "elsewhere")
+    assert "export is a symbolic link" in one_line(cli("export", "iris"))
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_an_unwritable_destination_is_one_line_in_the_systems_words(cli, cli_run):
+    line = one_line(cli("export", "iris", "--out", "/proc/model.pt"))  # refused even to root
+    assert line.startswith("torchdeck: error: cannot write model.pt in /proc: ") and "inline_container" not in line
+
+
+def test_an_interrupted_export_leaves_no_temporary(cli_run):
+    """Ctrl+C while the exporter works; what a killed one left is cleared by the next export."""
+    export_dir = cli_run / "export"
+    export_dir.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (export_dir / f".best.torchscript.pt.{int(dead.stdout)}.tmp").write_bytes(b"half")  # a kill -9's leftover
+    (export_dir / f".notes.{int(dead.stdout)}.tmp").write_bytes(b"not an export's")
+    process = subprocess.Popen([sys.executable, "-m", "cli", "export", str(cli_run)], stderr=subprocess.PIPE,
+                               cwd=Path(__file__).parents[3])
+    deadline = time.monotonic() + 120
+    while not any(p.name.endswith(f".{process.pid}.tmp") for p in export_dir.iterdir()):  # the exporter is at work
+        assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
+        time.sleep(0.002)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(120) in (130, 0)  # 0: it had just finished
+    assert [p.name for p in export_dir.iterdir() if p.name.endswith(".tmp")] == [f".notes.{int(dead.stdout)}.tmp"]
