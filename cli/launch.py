@@ -83,7 +83,7 @@ def launch(nproc: int, nnodes: int, node_rank: int, endpoint: str | None, argv: 
     with tempfile.TemporaryDirectory(prefix="torchdeck-job-") as logs:
         try:
             torchrun([*where, "--nproc-per-node", str(nproc), "--max-restarts", "0", "--log-dir", logs,
-                      "--module", "cli", *argv])
+                      "--module", "cli", "--", *argv])  # "--": torchrun must not take --monitor for its --monitor-interval
         except ChildFailedError as exc:
             return _report(exc.failures)
         except SignalException as exc:  # a second signal while the agent waited for the workers

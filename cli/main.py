@@ -3,7 +3,8 @@
 Only Typer and the standard library are imported at module level; torch is imported inside the
 commands that train or read checkpoints, so ``torchdeck --help`` starts fast.
 
-Exit codes: 0 done, 1 the run failed, 2 bad input (one line on stderr, no traceback),
+Exit codes: 0 done, 1 the run failed or torchdeck met a bug (one line on stderr naming the log
+of its traceback), 2 bad input (one line on stderr, no traceback),
 128 + signal number when a signal stopped a run (130 for Ctrl+C).
 """
 
@@ -13,7 +14,6 @@ import json
 import os
 import signal
 import sys
-import time
 from dataclasses import Field, fields
 from enum import Enum
 from inspect import Parameter, Signature, signature
@@ -25,7 +25,6 @@ from typer import Abort
 
 from engine.config import RunConfig, flag, value_kind
 from engine.errors import TorchdeckError
-from engine.store.rundir import LAST, resume_command
 from engine.text import printable
 
 try:  # Typer >= 0.29 vendors Click
@@ -69,7 +68,10 @@ def _run_app(**options) -> None:
         raise TorchdeckError("the TUI needs a terminal; for headless runs use `torchdeck train` (see --help)")
     from tui.app import TorchdeckApp
 
-    TorchdeckApp(**options).run()
+    app = TorchdeckApp(**options)
+    app.run()
+    if app.return_code:  # the app ended on a bug, whose one line it printed
+        raise typer.Exit(app.return_code)
 
 
 @app.command()
@@ -138,7 +140,7 @@ def train(
 ) -> None:
     """Train a model. With no options: the Iris classifier preset (torchdeck list tasks)."""
     flags = {key: value for key, value in options.items() if value is not None}
-    from cli import launch
+    from cli import launch, signals
     from cli.report import make_reporter, output_may_vanish
     from engine.train.distributed import World
     from engine.train.run import Run
@@ -166,7 +168,7 @@ def train(
                 for warning in run_config.ignored(flags):
                     print(f"torchdeck: warning: {printable(warning)}", file=sys.stderr)
             run = Run.new(run_config, world).start()
-    with output_may_vanish(), _stop_on_signals(run) as received:
+    with output_may_vanish(), signals.stop_on_signals(run) as received:
         reporter = make_reporter(json_lines) if world.is_main else launch.Quiet()
         try:
             for event in run.events:
@@ -184,53 +186,6 @@ def train(
     launch.leave(world, run, code)  # a process of a job ends here
     if code:
         raise typer.Exit(code)
-
-
-class _stop_on_signals:
-    """Turn SIGINT, SIGTERM and SIGHUP into a clean stop; a second signal quits at once.
-
-    A signal ignored when the process started stays ignored: ``nohup`` ignores SIGHUP so that
-    the run outlives its terminal, and ``&`` in a script ignores SIGINT. A repeat within a
-    second is ignored too: Ctrl+C under a wrapper such as ``timeout`` reaches the process twice
-    at the same moment.
-    """
-
-    SIGNALS = [s for s in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, s)]
-    REPEAT_AFTER = 1.0
-
-    def __init__(self, run):
-        self.run = run
-        self.received: list[int] = []
-        self.first_at = 0.0
-        self.previous = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.received:
-            if time.monotonic() - self.first_at < self.REPEAT_AFTER:
-                return
-            # Checkpoints are written atomically, so quitting now loses nothing already saved.
-            if self.run.world.is_main:
-                print(f"torchdeck: quitting without waiting; {self._what_is_kept()}", file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-        self.received.append(signum)
-        self.first_at = time.monotonic()
-        self.run.control.stop(f"received {signal.Signals(signum).name}")
-
-    def _what_is_kept(self) -> str:
-        if (self.run.run_dir / LAST).exists():
-            return f"resume with: {resume_command(self.run.run_dir)}"
-        return "no checkpoint was written yet, so there is nothing to resume"
-
-    def __enter__(self) -> list[int]:
-        for name in self.SIGNALS:
-            number = getattr(signal, name)
-            if signal.getsignal(number) is not signal.SIG_IGN:
-                self.previous[number] = signal.signal(number, self._handle)
-        return self.received
-
-    def __exit__(self, *exc) -> None:
-        for number, handler in self.previous.items():
-            signal.signal(number, handler)
 
 
 class Catalogs(str, Enum):
@@ -320,15 +275,15 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="print the sidecar, paths and timings as JSON"),
 ) -> None:
     """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
+    from cli import signals
     from engine.use.export import ExportFailed, export_format
     from engine.use.export import export as run_export
     from engine.use.saved import load
 
     export_format(format_name)  # an unknown format or a missing extra fails before any loading
-    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # Ctrl+C unwinds: no temporary is left
-        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        result = run_export(load(path), format_name, out)
+        with signals.unwind_on_signals():  # a stopped export leaves no temporary behind
+            result = run_export(load(path), format_name, out)
     except ExportFailed as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_FAILED)
@@ -351,7 +306,8 @@ def _json(data) -> None:
 
 
 def main() -> None:
-    """Console entry point: every user error becomes one line on stderr and exit status 2."""
+    """Console entry point: every user error becomes one line on stderr and exit status 2; a bug
+    (any other exception) one line naming the log that keeps its traceback, and exit status 1."""
     # Until a command installs its own handling, Ctrl+C (even during the imports) just quits,
     # unless the process was started with it ignored.
     previous = signal.getsignal(signal.SIGINT)
@@ -369,6 +325,11 @@ def main() -> None:
     except Abort:
         code = 130
     except BrokenPipeError:
+        code = EXIT_FAILED
+    except Exception as exc:  # a bug: one line here, the traceback in a log to report
+        from engine.store import errorlog
+
+        print(f"torchdeck: {printable(errorlog.report(exc).translate(_LINE_BREAKS))}", file=sys.stderr)
         code = EXIT_FAILED
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -15,19 +15,15 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import sys
 from dataclasses import Field, asdict, dataclass, field, fields
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from engine import tomlfile
 from engine.errors import ConfigError, did_you_mean
 from engine.text import printable
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+from engine.tomlfile import tomllib  # noqa: F401 - engine.store.runs reads run directories with it
 
 DEFAULT_TASK = "iris"
 
@@ -95,7 +91,7 @@ def _layer_sizes(value):
     return None if all(size >= 1 for size in value) else "every layer size must be at least 1"
 
 
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]*))?")  # an index as torch reads it: no leading zeros
 
 
 def _device(value):
@@ -278,15 +274,7 @@ class RunConfig:
     @staticmethod
     def read_toml(path: str | Path) -> dict[str, Any]:
         """The values of a TOML config file (not yet merged with a preset)."""
-        path = Path(path)
-        try:
-            values = tomllib.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {path} does not exist") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"config file {path} cannot be read: {exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+        values = tomlfile.read_toml(path)
         known = option_names()
         for key in values:
             if key not in known:

@@ -18,22 +18,28 @@ def resolve_device(name: str) -> torch.device:
         if _mps_available():
             return torch.device("mps")
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda":
+    kind, _, index = name.partition(":")
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise ConfigError(
                 f"device: '{name}' was asked for, but this machine has no usable CUDA GPU; use cpu or auto",
                 option="device",
             )
-        if device.index is not None and device.index >= torch.cuda.device_count():
+        # Counted here, before torch reads the index: it keeps one in a byte, so cuda:255 would
+        # silently become the current device and cuda:99999999999 an error of its own.
+        if index.isascii() and index.isdigit() and int(index) >= torch.cuda.device_count():
             raise ConfigError(
                 f"device: '{name}' does not exist; this machine has {torch.cuda.device_count()} CUDA device(s)",
                 option="device",
             )
-    if device.type == "mps" and not _mps_available():
+    if kind == "mps" and not _mps_available():
         raise ConfigError(f"device: '{name}' was asked for, but MPS is not available here; use cpu or auto",
                           option="device")
-    return device
+    try:
+        return torch.device(name)
+    except RuntimeError:  # a name that did not come through RunConfig's check
+        raise ConfigError(f"device: {name!r} is not a device; use auto, cpu, cuda, cuda:N or mps",
+                          option="device") from None
 
 
 def _mps_available() -> bool:

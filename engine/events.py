@@ -10,19 +10,31 @@ dataclass whose ``to_dict()`` is exactly the JSON line written to ``--json`` and
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import queue
 import threading
 import time
+import typing
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, AsyncIterator, Callable, ClassVar, Iterator
+from typing import (
+    Annotated,
+    Any,
+    AsyncIterator,
+    Callable,
+    ClassVar,
+    Iterator,
+    TypedDict,
+)
+
+from engine.schema import TIME, misfit
 
 
 @dataclass
 class Event:
     name: ClassVar[str] = "event"
     terminal: ClassVar[bool] = False
-    time: float = field(default_factory=time.time, kw_only=True)
+    time: Annotated[float, TIME] = field(default_factory=time.time, kw_only=True)
 
     def to_dict(self) -> dict[str, Any]:
         return strict_json({"event": self.name, **asdict(self)})
@@ -39,15 +51,39 @@ def strict_json(value: Any) -> Any:
     return value
 
 
+class Best(TypedDict):
+    """The best epoch so far: what early stopping keeps and a finished run reports."""
+
+    epoch: int
+    monitor: str
+    value: float
+    val_loss: float
+
+
+class StartedConfig(TypedDict):
+    """Of a started run's config (every RunConfig field), those that its readers show."""
+
+    task: str
+    model: str
+    optimizer: str
+    lr: float
+
+
+class Sizes(TypedDict):
+    train: int
+    val: int
+    test: int
+
+
 @dataclass
 class RunStarted(Event):
     name: ClassVar[str] = "run_started"
     run_dir: str
-    config: dict[str, Any]
+    config: StartedConfig
     device: str
     device_name: str
     parameters: int
-    sizes: dict[str, int]
+    sizes: Sizes
     epochs: int
     batches: int
     start_epoch: int = 0
@@ -107,7 +143,7 @@ class RunFinished(Event):
     run_dir: str
     reason: str  # completed | early_stopping
     epochs_done: int
-    best: dict[str, Any]
+    best: Best
     test: dict[str, float]
     seconds: float
 
@@ -141,11 +177,35 @@ EVENT_TYPES: dict[str, type[Event]] = {
 TERMINAL_STATUS = {RunFinished.name: "finished", RunStopped.name: "stopped", RunFailed.name: "failed"}
 
 
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from its JSON form (unknown fields from newer versions are ignored)."""
+def record_misfit(record: Any) -> str | None:
+    """Why a record read back from events.jsonl cannot be the event it names (None: it can, or
+    it names an event this torchdeck does not know, which readers pass over). Fields that newer
+    versions may add are ignored; a known field that is missing or of the wrong type is not."""
+    if not isinstance(record, dict) or not isinstance(record.get("event"), str):
+        return "the record names no event"
+    cls = EVENT_TYPES.get(record["event"])
+    return None if cls is None else misfit(_known(record, cls), cls, record["event"], from_json=True)
+
+
+def event_from_dict(data: Any) -> Event:
+    """Rebuild an event from its JSON form: KeyError for an event this torchdeck does not know,
+    TypeError for a record that does not fit its event (see :func:`record_misfit`)."""
+    problem = record_misfit(data)
+    if problem:
+        raise TypeError(problem)
     cls = EVENT_TYPES[data["event"]]
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+    numbers = _numbers(cls)  # strict_json wrote their NaN as None
+    return cls(**{k: math.nan if v is None and k in numbers else v for k, v in _known(data, cls).items()})
+
+
+def _known(record: dict[str, Any], cls: type[Event]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {key: value for key, value in record.items() if key in names}
+
+
+@functools.cache
+def _numbers(cls: type[Event]) -> frozenset[str]:
+    return frozenset(name for name, kind in typing.get_type_hints(cls).items() if kind is float)
 
 
 _END = object()

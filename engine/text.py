@@ -12,13 +12,21 @@ from typing import Any
 
 from engine.events import RunFinished, RunStarted, RunStopped
 
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0, DEL and C1 controls, the Unicode line and paragraph separators, and the bidirectional
+# marks, embeddings, overrides and isolates (which can make a name read backwards: "Trojan Source").
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]")
 
 
 def printable(text: str) -> str:
-    """``text`` with each control character (C0, DEL, C1) written as ``\\x1b``: a name or a cell
-    that holds ``ESC [2J`` or a newline must not clear the screen or split a one-line log."""
-    return _CONTROLS.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+    """``text`` with each control character written as an escape (``\\x1b``, ``\\u202e``): a name
+    or a cell that holds ``ESC [2J``, a newline or a right-to-left override must not clear the
+    screen, split a one-line log or make what follows it read backwards."""
+    return _CONTROLS.sub(lambda match: _escape(match.group()), text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def first_line(exc: BaseException) -> str:

@@ -65,7 +65,7 @@ def cli(capsys, monkeypatch, tmp_path):
     return invoke
 
 
-HOSTILE_CLASSES = ("[/]", "\x1b]0;owned\x07[bold]b", "c\x1b[2J")
+HOSTILE_CLASSES = ("[/]", "\x1b]0;owned\x07[bold]b", "c\x1b[2J\u202eevil")
 
 
 def hostile_csv(folder: Path) -> Path:

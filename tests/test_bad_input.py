@@ -37,8 +37,9 @@ PROPERTY = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-class Accepted(Exception):
-    """Raised where training would start: the input passed every check."""
+class Accepted(BaseException):
+    """Raised where training would start: the input passed every check (a BaseException, so that
+    the CLI's last-resort handler of bugs lets it through)."""
 
 
 def torchdeck(*args) -> Result:
@@ -329,10 +330,10 @@ def damaged(iris: Path, folder: Path) -> dict[str, tuple[Path, str]]:
     edited("no-weights.pt", "damaged torchdeck checkpoint: it has no model", model=None)
     edited("no-epoch.pt", "damaged torchdeck checkpoint: it has no epoch", epoch=None)
     edited("weights-list.pt", "its model is a list, not a dict", model=[1, 2])
-    edited("bad-rng.pt", "its rng lacks one of the states", rng={"torch": 5})
-    edited("bad-state.pt", "its train_state has unknown or mistyped field(s) epoch, foo",
+    edited("bad-rng.pt", "its rng has no shuffle", rng={"torch": 5})
+    edited("bad-state.pt", "its train_state has the unknown field 'foo'",
            train_state={**state["train_state"], "foo": 1, "epoch": "two"})
-    edited("bad-task.pt", "its task description is not one this torchdeck knows", task={"task": "iris"})
+    edited("bad-task.pt", "its task has no kind", task={"task": "iris"})
     edited("other-task.pt", "its config is for the task 'wine', its data and weights for 'iris'",
            config={**state["config"], "task": "wine"})
     edited("other-model.pt", "does not fit", config={**state["config"], "hidden": [32, 8]})
@@ -538,15 +539,16 @@ def test_unusable_image_folders_are_one_line(tmp_path, monkeypatch):
 
 
 def test_a_broken_image_found_by_a_dataloader_worker_fails_the_run_in_one_line(tmp_path, monkeypatch):
-    """Only headers are checked up front: pixels damaged past one turn up mid-epoch, in a worker."""
+    """Every image is decoded before training; a file damaged after that check (a disk going bad,
+    a file replaced mid-run) still fails the run in one line, from a DataLoader worker."""
     import engine.data.folders as folders
 
     monkeypatch.setattr(folders, "STATS_SAMPLE", 1)
     monkeypatch.setattr(folders, "_workers", lambda images, device: 2)  # workers even on a 2-core CPU
     photos = write_images(tmp_path / "photos", {"a": 30, "b": 30})
-    (photos / "b" / "29.png").write_bytes((photos / "b" / "29.png").read_bytes()[:60])  # the header and no pixels
     run = Run.new(RunConfig.for_task("image-folder", data_dir=str(photos), image_size=8, epochs=1,
                                      out=str(tmp_path / "runs")))
+    (photos / "b" / "29.png").write_bytes((photos / "b" / "29.png").read_bytes()[:60])  # the header and no pixels
     failed = run.start().wait()
     assert failed.name == "run_failed"
     assert failed.message == f"{photos / 'b' / '29.png'} is not an image torchdeck can read (OSError)"
@@ -632,7 +634,7 @@ def test_the_plain_log_escapes_control_characters_in_one_line_per_event(hostile,
     assert "\x1b" not in out.getvalue() and "o\\x1b]0;x" in lines[0]
 
 
-@pytest.mark.parametrize("name", ["a\nb", "\x1b[2J", "tab\there", "del\x7f"])
+@pytest.mark.parametrize("name", ["a\nb", "\x1b[2J", "tab\there", "del\x7f", "txt.exe\u202egpj", "line\u2028break"])
 def test_run_names_with_control_characters_are_refused_in_one_line(name, no_training):
     line = refused(torchdeck("train", "--name", name), "name")
     assert repr(name) in line
@@ -678,3 +680,65 @@ def test_a_home_folder_in_out_is_the_home_folder(tmp_path, monkeypatch):
     assert torchdeck("train", "--config", "run.toml").code == 0
     assert sorted(p.name for p in (tmp_path / "home").iterdir()) == ["flag", "toml"]
     assert not (tmp_path / "~").exists()
+
+
+# Task C: config files that are no files, device names, models too big to fit, odd weights ------
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs are POSIX")
+def test_a_config_that_is_a_fifo_a_device_or_huge_is_one_line(no_training, tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "fifo.toml")  # opened for reading, it would wait for a writer forever
+    refused(torchdeck("train", "--config", tmp_path / "fifo.toml"), "fifo.toml cannot be read: it is a FIFO")
+    refused(torchdeck("train", "--config", "/dev/zero"), "/dev/zero cannot be read: it is a character device")
+    (tmp_path / "huge.toml").write_text("# padding\n" * 120_000)
+    refused(torchdeck("train", "--config", tmp_path / "huge.toml"), "huge.toml cannot be read: it is over 1 MiB")
+    (tmp_path / "list.toml").write_text("task = []\n")
+    refused(torchdeck("train", "--config", tmp_path / "list.toml"), "task: '[]' is not a known task")
+
+
+@pytest.mark.parametrize("device", ["cuda:99999999999999999999999", "cuda:-1", "cpu:5", "meta", "cuda:01", "cuda:0"])
+def test_device_names_are_one_line_on_this_machine(tmp_path, device):
+    if device == "cuda:0" and torch.cuda.is_available():
+        pytest.skip("cuda:0 exists here")
+    refused(torchdeck("train", "--device", device, "--out", tmp_path), "device: ")
+
+
+@pytest.mark.parametrize("flags", [["--hidden", "10000000000"], ["--hidden", "100000000,100000000"],
+                                   ["--hidden", "10000000000,10000000000"]])
+def test_hidden_layers_too_big_for_the_machine_are_one_line(tmp_path, flags):
+    line = refused(torchdeck("train", *flags, "--out", tmp_path / "runs"))
+    assert re.search(r"the model needs (about [\d.]+ [TP]B \(parameters|more memory than any machine has)", line)
+    assert line.endswith("use fewer or smaller --hidden layers or a smaller --batch-size")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_image_size_too_big_for_the_machine_is_one_line(tmp_path):
+    photos = write_images(tmp_path / "photos", {"a": 6, "b": 6})
+    line = refused(torchdeck("train", "--task", "image-folder", "--data-dir", photos, "--image-size", "2147483648",
+                             "--out", tmp_path / "runs"))
+    assert "the model needs more memory than any machine has" in line and "a smaller --image-size" in line
+
+
+@pytest.mark.parametrize("command", ["inspect", "evaluate", "predict", "resume"])
+def test_a_checkpoint_whose_config_asks_for_a_model_too_big_is_one_line(iris, tmp_path, command):
+    saved = torch.load(iris / rundir.LAST, weights_only=True)
+    torch.save({**saved, "config": {**saved["config"], "hidden": [10**6, 10**6]}}, tmp_path / "huge.pt")
+    elsewhere = ["--out", tmp_path / "runs"] if command == "resume" else []
+    line = refused(torchdeck(*commands(tmp_path / "huge.pt")[command], *elsewhere))
+    assert re.search(r"the model needs about [\d.]+ TB \(parameters 4\.0 TB", line)
+
+
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_weights_stored_sparse_or_not_as_floats_are_one_line_naming_file_and_key(tmp_path):
+    import torchvision
+
+    own = torchvision.models.resnet18(weights=None, num_classes=2).state_dict()
+    photos = write_images(tmp_path / "photos", {"a": 10, "b": 10})
+    for name, key, tensor in [("sparse.pt", "layer1.0.conv1.weight", own["layer1.0.conv1.weight"].to_sparse()),
+                              ("ints.pt", "fc.weight", own["fc.weight"].to(torch.int32))]:
+        torch.save({**own, key: tensor}, tmp_path / name)
+        line = refused(torchdeck("train", "--task", "image-folder", "--data-dir", photos, "--model", "resnet18",
+                                 "--weights", tmp_path / name, "--image-size", "64", "--out", tmp_path / "runs"))
+        assert line.startswith(f"torchdeck: error: weights: {tmp_path / name}: {key} ")  # the ImageNet stem

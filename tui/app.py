@@ -6,13 +6,23 @@ Screens never talk to each other directly; they ask the app to move on (``start_
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from textual.app import App
 from textual.binding import Binding
+from textual.worker import WorkerFailed
 
 from engine.config import RunConfig
+from engine.errors import TorchdeckError
+from engine.store import errorlog
+from engine.text import printable
+
+
+def _line(error: Exception) -> str:
+    """What a person is told of ``error``: an engine error's own message, or a bug's line and log."""
+    return printable(f"error: {error}" if isinstance(error, TorchdeckError) else errorlog.report(error))
 
 
 class TorchdeckApp(App):
@@ -27,6 +37,33 @@ class TorchdeckApp(App):
         self.out = Path(out)
         self._watch = Path(watch) if watch else None
         self._browse = browse
+        self.bug = ""  # the line of the bug that ended the app, if one did
+
+    # --- the last resort: a bug is one line and a log, never a traceback over the screen -------
+    # Jobs (tui.background) already end in a message on their screen. Actions (every key binding)
+    # are caught before Textual sees them, so the app goes on. What else escapes a handler reaches
+    # Textual's one funnel, App._handle_exception, after Textual has stopped the part that raised:
+    # the app then ends, saying in one line where the traceback is, instead of printing it.
+
+    async def run_action(self, action, default_namespace=None, namespaces=None) -> bool:
+        try:
+            return await super().run_action(action, default_namespace, namespaces)
+        except Exception as error:
+            self.notify(_line(error), severity="error", timeout=20, markup=False)
+            return True
+
+    def _handle_exception(self, error: Exception) -> None:
+        if isinstance(error, WorkerFailed):  # a job started with exit_on_error
+            error = error.error
+        self.bug = self.bug or f"torchdeck: {_line(error)}"
+        self.exit(return_code=1)
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the app; after a bug ended it, its one line on stderr (the terminal is itself again)."""
+        result = super().run(*args, **kwargs)
+        if self.bug:
+            print(self.bug, file=sys.stderr)
+        return result
 
     def on_mount(self) -> None:
         if self._watch is not None:

@@ -18,7 +18,7 @@ from textual import work
 from textual.worker import Worker, WorkerState, get_current_worker
 
 from engine.errors import TorchdeckError
-from engine.text import first_line
+from engine.store import errorlog
 
 
 def in_thread(group: str):
@@ -43,10 +43,10 @@ def answer(handler: Callable[..., Any], *args: Any) -> None:
 
 def failure(event: Worker.StateChanged) -> str | None:
     """The line to show when ``event`` says a job failed, else None: an engine error's own
-    message (written for the user), or a bug's type and first line."""
+    message (written for the user), or a bug's type and first line with where its traceback was kept."""
     if event.state != WorkerState.ERROR:
         return None
     error = event.worker.error
     if isinstance(error, TorchdeckError):
         return str(error)
-    return f"{type(error).__name__}: {first_line(error)}"
+    return errorlog.report(error)

@@ -77,5 +77,5 @@ class WatchedRun:
 def _parse(line: bytes) -> Event | None:
     try:
         return event_from_dict(json.loads(line))
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError):
         return None

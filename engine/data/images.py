@@ -28,6 +28,8 @@ from engine.errors import DataError
 from engine.text import first_line
 
 Pair = tuple[torch.Tensor, torch.Tensor]
+MAX_IMAGES = 1_000_000  # per IDX file; MNIST-like sets hold 70,000, a header claiming more is refused unread
+CIFAR_BATCH_BYTES = 128 * 2**20  # a CIFAR-10 batch is 31 MB; a file inflating to more is refused
 
 
 @dataclass(frozen=True)
@@ -177,43 +179,82 @@ def _read_split(spec: ImageSetSpec, paths: list[Path]) -> Pair:
     return images, labels
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's content, decompressed when it is gzipped (whatever its name says)."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"{path} cannot be read ({exc.strerror or exc})") from None
-    if data[:2] != b"\x1f\x8b":
+class _DataFile:
+    """A data file read in pieces, inflated as it is read when gzipped (whatever its name says).
+
+    Nothing is inflated beyond what is asked for: a gzip bomb (megabytes that inflate to
+    gigabytes) is refused once it holds more than the reader expects. Every failure is a
+    DataError naming the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._file = open(path, "rb")  # closed by __exit__
+            self.gzipped = self._file.read(2) == b"\x1f\x8b"
+            self._file.seek(0)
+        except OSError as exc:
+            raise DataError(f"{path} cannot be read ({exc.strerror or exc})") from None
+        self._stream = gzip.GzipFile(fileobj=self._file) if self.gzipped else self._file
+
+    def __enter__(self) -> _DataFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._file.close()
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes of the content."""
+        try:
+            return self._stream.read(size)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not self.gzipped:
+                raise DataError(f"{self.path} cannot be read ({first_line(exc)})") from None
+            raise DataError(f"{self.path} is a damaged or truncated gzip file ({first_line(exc)}); "
+                            f"fetch it again") from None
+
+    def read_rest(self, size: int, what: str) -> bytes:
+        """The rest of the content, which must be exactly ``size`` bytes (``what`` its header says)."""
+        data = self.read(size)
+        if len(data) < size or self.read(1):
+            fewer = "less" if len(data) < size else "more"
+            raise DataError(f"{self.path} holds {fewer} data than its header says ({what}); "
+                            f"it is damaged or truncated, fetch it again")
         return data
-    try:
-        return gzip.decompress(data)
-    except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path} is a damaged or truncated gzip file ({first_line(exc)}); fetch it again") from None
 
 
-def _read_idx(path: Path, dims: int) -> torch.Tensor:
-    """An IDX file of unsigned bytes (MNIST's format): magic 0x0000080<dims>, big-endian sizes."""
-    data = _read_bytes(path)
-    header = 4 * (dims + 1)
-    if len(data) < header:
-        raise DataError(f"{path} is too short to be an IDX file; fetch it again")
-    magic, *shape = struct.unpack(f">{dims + 1}I", data[:header])
+def _idx_header(file: _DataFile, dims: int) -> list[int]:
+    """The sizes in an IDX file's header (MNIST's format: magic 0x0000080<dims>, big-endian sizes)."""
+    header = file.read(4 * (dims + 1))
+    if len(header) < 4 * (dims + 1):
+        raise DataError(f"{file.path} is too short to be an IDX file; fetch it again")
+    magic, *shape = struct.unpack(f">{dims + 1}I", header)
     if magic != 0x800 + dims:
-        raise DataError(f"{path} is not an IDX file of bytes with {dims} dimension(s) (magic {magic:#010x})")
-    if len(data) - header != np.prod(shape):
-        raise DataError(
-            f"{path} holds {len(data) - header} bytes of data where its header says {'x'.join(map(str, shape))}; "
-            f"it is damaged or truncated, fetch it again"
-        )
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*shape)
+        raise DataError(f"{file.path} is not an IDX file of bytes with {dims} dimension(s) (magic {magic:#010x})")
+    return shape
 
 
 def _read_idx_pair(spec: ImageSetSpec, paths: list[Path]) -> Pair:
+    """An IDX pair of images and labels, both headers checked before any pixel is read: the
+    images must be the set's size, as many as the labels, and at least one but at most
+    MAX_IMAGES; then exactly as many bytes as the headers say are inflated, and no more."""
     images_path, labels_path = paths
-    images, labels = _read_idx(images_path, dims=3), _read_idx(labels_path, dims=1)
-    if len(images) != len(labels):
-        raise DataError(f"{images_path} holds {len(images)} images but {labels_path} holds {len(labels)} labels")
-    return images.unsqueeze(1), labels.long()
+    with _DataFile(images_path) as images_file, _DataFile(labels_path) as labels_file:
+        count, height, width = _idx_header(images_file, dims=3)
+        (labels,) = _idx_header(labels_file, dims=1)
+        if (height, width) != (spec.size, spec.size):
+            raise DataError(f"{images_path} holds images of 1x{height}x{width}, not 1x{spec.size}x{spec.size}")
+        if count != labels:
+            raise DataError(f"{images_path} holds {count} images but {labels_path} holds {labels} labels")
+        if count == 0:
+            raise DataError(f"{images_path} holds no images")
+        if count > MAX_IMAGES:
+            raise DataError(f"{images_path} claims {count:,} images, more than the {MAX_IMAGES:,} torchdeck "
+                            f"reads from an IDX file; it is damaged or not an MNIST-like set")
+        pixels = images_file.read_rest(count * height * width, f"{count}x{height}x{width}")
+        classes = labels_file.read_rest(count, f"{count} labels")
+    images = torch.frombuffer(bytearray(pixels), dtype=torch.uint8).view(count, 1, height, width)
+    return images, torch.frombuffer(bytearray(classes), dtype=torch.uint8).long()
 
 
 class _ArrayUnpickler(pickle.Unpickler):
@@ -241,7 +282,11 @@ def _read_cifar_batches(spec: ImageSetSpec, paths: list[Path]) -> Pair:
     width = spec.channels * spec.size * spec.size
     images, labels = [], []
     for path in paths:
-        content = _read_bytes(path)
+        with _DataFile(path) as file:
+            content = file.read(CIFAR_BATCH_BYTES + 1)
+        if len(content) > CIFAR_BATCH_BYTES:
+            raise DataError(f"{path} holds over {CIFAR_BATCH_BYTES // 2**20} MB, more than a CIFAR-10 batch "
+                            f"(31 MB); it is not one")
         try:
             batch = _ArrayUnpickler(io.BytesIO(content), encoding="latin1").load()
             batch = {key.decode("latin1") if isinstance(key, bytes) else key: value for key, value in batch.items()}

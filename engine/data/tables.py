@@ -1,18 +1,22 @@
 """The csv task: the user's own table, typed, cleaned and encoded as plain data.
 
 A CSV file with a header row becomes the same tensors as any table task. A column is a number
-column when every value in it is a finite number, else a text column, one-hot encoded; the
-target column decides between classification and regression unless ``target_kind`` says. What
-is fitted (fill values, categories, the scaler) is fitted on the training split only and kept in
-the checkpoint's TaskMeta as lists, strings and floats: checkpoints load with
-``weights_only=True``, and ``predict`` encodes new rows with the very function training used
-(:func:`encode`) instead of unpickling scikit-learn objects.
+column when every value in it is a number, else a text column, one-hot encoded. A NaN of any
+spelling is a missing value like an empty cell; an infinite number, or one beyond float32's
+±3.4e38 (``1e39``), is refused naming its column, line and value, in training and ``predict``
+alike, as it would poison training or a prediction. The target column decides between
+classification and regression unless ``target_kind`` says. What is fitted (fill values,
+categories, the scaler) is fitted on the training split only and kept in the checkpoint's
+TaskMeta as lists, strings and floats: checkpoints load with ``weights_only=True``, and
+``predict`` encodes new rows with the very function training used (:func:`encode`) instead of
+unpickling scikit-learn objects.
 """
 
 from __future__ import annotations
 
 import csv
 import math
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +30,8 @@ from engine.data.meta import TaskMeta, TaskSpec
 from engine.data.split import Split, TaskData, split_rows
 from engine.errors import DataError, did_you_mean
 
-MISSING = frozenset({"", "na", "n/a", "nan", "null", "none"})  # compared case-insensitively
+MISSING = frozenset({"", "na", "n/a", "nan", "-nan", "+nan", "null", "none"})  # compared case-insensitively
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # models compute in float32: a larger value would be infinite
 MAX_CLASSES = 20  # a whole-number target with more distinct values than this is a regression
 MIN_PER_CLASS = 3  # stratified splits need 2 rows of a class to cut test off, then 2 to cut val
 MANY_CATEGORIES = 100  # a text column with more is likely an identifier: say so
@@ -56,24 +61,35 @@ def is_missing(cell: str) -> bool:
     return cell.strip().lower() in MISSING
 
 
-def encode(columns: list[dict[str, Any]], rows: Sequence[Sequence[str]]) -> np.ndarray:
+def fits_float32(value: float) -> bool:
+    """Whether a model's float32 inputs hold ``value``: False for NaN, infinities and beyond ±3.4e38."""
+    return abs(value) <= FLOAT32_MAX
+
+
+def encode(columns: list[dict[str, Any]], rows: Sequence[Sequence[str]],
+           where: Sequence[str] | None = None) -> np.ndarray:
     """Rows of text cells, in ``columns`` order, as the model's unscaled inputs.
 
     A number column gives its value; a text column gives a 0/1 per category seen in training
     (all 0 for a value it never saw); a missing value gets the column's fill value, and is an
     error for a model trained on complete rows only. Training and ``predict`` both encode here.
+    ``where`` names each row in errors (``row 1``, ``row 2``... unless given).
     """
-    names = ", ".join(column["name"] for column in columns)
     for row in rows:
         if len(row) != len(columns):
+            names = ", ".join(column["name"] for column in columns)
             raise DataError(f"each input needs {len(columns)} values ({names}), got {len(row)}")
-    return np.hstack([_encode_column(column, [row[j] for row in rows]) for j, column in enumerate(columns)])
+    where = where or [f"row {number}" for number in range(1, len(rows) + 1)]
+    return np.hstack([_encode_column(column, [row[j] for row in rows], where) for j, column in enumerate(columns)])
 
 
-def _encode_column(column: dict[str, Any], cells: list[str]) -> np.ndarray:
-    values = [_value(column, cell, number) for number, cell in enumerate(cells, start=1)]
+def _encode_column(column: dict[str, Any], cells: list[str], where: Sequence[str]) -> np.ndarray:
     if column["type"] == "number":
-        return np.asarray(values, dtype=np.float32).reshape(-1, 1)
+        whole = _plain_numbers(cells)
+        if whole is None:  # gaps, or values to refuse: cell by cell, to name them
+            whole = np.asarray([_value(column, cell, row) for row, cell in zip(where, cells)], dtype=np.float64)
+        return whole.astype(np.float32).reshape(-1, 1)
+    values = [_value(column, cell, row) for row, cell in zip(where, cells)]
     index = {category: i for i, category in enumerate(column["categories"])}
     block = np.zeros((len(values), len(index)), dtype=np.float32)
     for row, value in enumerate(values):
@@ -82,28 +98,50 @@ def _encode_column(column: dict[str, Any], cells: list[str]) -> np.ndarray:
     return block
 
 
-def _value(column: dict[str, Any], cell: str, row: int) -> float | str:
+def _plain_numbers(cells: list[str]) -> np.ndarray | None:
+    """The cells as numbers when every one is a number float32 holds, in one pass (a table may
+    have 100,000 columns); None when any is not (a gap, text, NaN, too large)."""
+    try:
+        numbers = np.array([float(cell) for cell in cells])
+    except ValueError:
+        return None
+    return numbers if (np.abs(numbers) <= FLOAT32_MAX).all() else None
+
+
+def _value(column: dict[str, Any], cell: str, row: str) -> float | str:
     name = column["name"]
     if is_missing(cell):
         if column["fill"] is None:
-            raise DataError(f"row {row}: '{name}' has no value, and the model was trained on complete rows "
+            raise DataError(f"{row}: '{name}' has no value, and the model was trained on complete rows "
                             f"only (--missing impute trains one that fills gaps)")
         return column["fill"]
     if column["type"] == "text":
         return cell.strip()
     value = _number(cell)
     if value is None:
-        raise DataError(f"row {row}: '{name}' needs a number, not {cell.strip()!r}")
+        raise DataError(f"{row}: '{name}' needs a number, not {cell.strip()!r}")
+    if not fits_float32(value):
+        raise _too_large(row, name, cell)
     return value
 
 
+def _number_or_nan(cell: str) -> float:
+    """The cell's value when it is a number, else NaN."""
+    value = _number(cell)
+    return math.nan if value is None else value
+
+
+def _too_large(row: str, name: str, cell: str) -> DataError:
+    return DataError(f"{row}: '{name}' is {cell.strip()!r}, not a finite number within ±3.4e38 (the float32 "
+                     f"a model computes in); fix that value or leave the cell empty")
+
+
 def _number(cell: str) -> float | None:
-    """The cell's value when it is a finite number, else None."""
+    """The cell's value when it is a number (infinite and huge ones too: see fits_float32), else None."""
     try:
-        value = float(cell)
+        return float(cell)
     except ValueError:
         return None
-    return value if math.isfinite(value) else None
 
 
 def load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
@@ -128,13 +166,14 @@ def load_csv(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
         raise DataError(f"target: the classes of '{name}' are too small to split "
                         f"({str(exc).split('. ')[0]}); use a smaller --test-fraction or more rows",
                         option="target") from None
+    where = [f"{path} line {line}" for line in lines]
     if meta is None:
-        columns = [_fit_column(header[i], [row[i] for row in rows], gaps[:, i], parts["train"], config.missing)
-                   for i in range(len(header)) if i != target]
+        columns = _fit_columns(header, target, rows, where, gaps, parts["train"], config.missing)
     else:
         columns = meta.columns
-    positions = [_position(path, header, column["name"]) for column in columns]
-    x = encode(columns, [[row[i] for i in positions] for row in rows])
+    index = {column: i for i, column in enumerate(header)}
+    positions = [_position(path, index, column["name"]) for column in columns]
+    x = encode(columns, [[row[i] for i in positions] for row in rows], where)
     if meta is None:
         meta = _fit_meta(spec.name, kind, class_names, columns, x[parts["train"]], labels[parts["train"]])
     notes += _encoding_notes(columns, int(gaps[:, positions].sum()))
@@ -151,11 +190,11 @@ def _read(config) -> tuple[Path, list[str], list[tuple[int, list[str]]]]:
     header = [cell.strip() for cell in rows[0][1]]
     if all(_number(cell) is not None for cell in header if cell):
         raise DataError(f"{path} has no header row: its first line must name the columns")
-    for number, name in enumerate(header, start=1):
-        if not name:
-            raise DataError(f"{path}: column {number} of the header has no name")
-        if header.index(name) != number - 1:
-            raise DataError(f"{path}: the header names the column '{name}' twice")
+    if "" in header:
+        raise DataError(f"{path}: column {header.index('') + 1} of the header has no name")
+    twice = [name for name, count in Counter(header).items() if count > 1]
+    if twice:
+        raise DataError(f"{path}: the header names the column '{twice[0]}' twice")
     if len(rows) == 1:
         raise DataError(f"{path} has a header but no rows")
     for line, row in rows[1:]:
@@ -177,10 +216,10 @@ def _target_column(path: Path, header: list[str], target: str | None) -> int:
     return header.index(target)
 
 
-def _position(path: Path, header: list[str], name: str) -> int:
-    if name not in header:
+def _position(path: Path, index: dict[str, int], name: str) -> int:
+    if name not in index:
         raise DataError(f"{path} has no column '{name}', which the model was trained with")
-    return header.index(name)
+    return index[name]
 
 
 def _usable_rows(path: Path, target_name: str, target: int, body: list[tuple[int, list[str]]],
@@ -255,6 +294,9 @@ def _labels(path: Path, name: str, kind: str, class_names: list[str], values: li
             row = numbers.index(None)
             raise DataError(f"{path} line {lines[row]}: the target '{name}' needs a number, "
                             f"not {values[row].strip()!r}")
+        huge = [row for row, number in enumerate(numbers) if not fits_float32(number)]
+        if huge:
+            raise _too_large(f"{path} line {lines[huge[0]]}", name, values[huge[0]])
         return np.asarray(numbers, dtype=np.float32)
     index = {class_name: i for i, class_name in enumerate(class_names)}
     labels = [index.get(_class_name(value), -1) for value in values]
@@ -271,21 +313,39 @@ def _labels(path: Path, name: str, kind: str, class_names: list[str], values: li
     return labels
 
 
-def _fit_column(name: str, values: list[str], gaps: np.ndarray, train: np.ndarray, missing: str) -> dict[str, Any]:
-    """How to encode one input column, learnt from its values in the training split."""
-    if all(gaps[i] for i in train):
-        raise DataError(f"the column '{name}' has no values in the training split; fill it in or remove it")
-    present = [value for value, gap in zip(values, gaps) if not gap]
-    if all(_number(value) is not None for value in present):
-        column = np.array([[np.nan if gaps[i] else float(values[i])] for i in train])
-        fill = float(SimpleImputer(strategy="median").fit(column).statistics_[0])
-        return {"name": name, "type": "number", "fill": fill if missing == "impute" else None}
-    column = np.array([[None if gaps[i] else values[i].strip()] for i in train], dtype=object)
-    imputer = SimpleImputer(strategy="most_frequent", missing_values=None)
-    categories = OneHotEncoder(handle_unknown="ignore").fit(imputer.fit_transform(column)).categories_[0]
-    fill = str(imputer.statistics_[0])
-    return {"name": name, "type": "text", "fill": fill if missing == "impute" else None,
-            "categories": [str(category) for category in categories]}
+def _fit_columns(header: list[str], target: int, rows: list[list[str]], where: list[str], gaps: np.ndarray,
+                 train: np.ndarray, missing: str) -> list[dict[str, Any]]:
+    """How to encode each input column, learnt from its values in the training split.
+
+    The number columns are fitted together, and so are the text columns (one imputer for each
+    kind, not one per column: a table may have 100,000 columns).
+    """
+    features = [i for i in range(len(header)) if i != target]
+    empty = [i for i in features if gaps[train, i].all()]
+    if empty:
+        raise DataError(f"the column '{header[empty[0]]}' has no values in the training split; fill it in or "
+                        f"remove it")
+    values = np.array([[_number_or_nan(cell) for cell in row] for row in rows])
+    text = np.isnan(values) & ~gaps  # a NaN cell is a gap, so NaN elsewhere is text
+    numeric = [i for i in features if not text[:, i].any()]
+    huge = np.argwhere(~gaps[:, numeric] & ~(np.abs(values[:, numeric]) <= FLOAT32_MAX))
+    if len(huge):
+        row, column = huge[0]
+        raise _too_large(where[row], header[numeric[column]], rows[row][numeric[column]])
+    columns = {}
+    if numeric:
+        fills = SimpleImputer(strategy="median").fit(values[np.ix_(train, numeric)]).statistics_
+        for i, fill in zip(numeric, fills):
+            columns[i] = {"name": header[i], "type": "number", "fill": float(fill) if missing == "impute" else None}
+    texts = [i for i in features if i not in columns]
+    if texts:
+        cells = np.array([[None if gaps[r, i] else rows[r][i].strip() for i in texts] for r in train], dtype=object)
+        imputer = SimpleImputer(strategy="most_frequent", missing_values=None)
+        encoder = OneHotEncoder(handle_unknown="ignore").fit(imputer.fit_transform(cells))
+        for i, fill, categories in zip(texts, imputer.statistics_, encoder.categories_):
+            columns[i] = {"name": header[i], "type": "text", "fill": str(fill) if missing == "impute" else None,
+                          "categories": [str(category) for category in categories]}
+    return [columns[i] for i in features]
 
 
 def _fit_meta(task: str, kind: str, class_names: list[str], columns: list[dict[str, Any]],

@@ -11,19 +11,33 @@ from __future__ import annotations
 import pickle
 import sys
 import warnings
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Never, NotRequired, TypedDict
 
 import torch
 
 from engine.config import RunConfig
 from engine.data.meta import TaskMeta
 from engine.errors import CheckpointError, TorchdeckError
+from engine.events import Best
+from engine.schema import TIME, Check, misfit, record_fields
 from engine.store.atomic import write_atomic
 
 FORMAT_VERSION = 1
 MAGIC = "torchdeck-checkpoint"
+
+
+class HistoryRow(TypedDict):
+    """One finished epoch, as a checkpoint's history (and metrics.csv) keeps it."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float
+    metrics: dict[str, float]
+    lr: float
+    seconds: float
+    samples: int
 
 
 @dataclass
@@ -33,8 +47,8 @@ class TrainState:
     epoch: int = 0  # epochs completed
     batch: int = 0  # next batch within the current epoch
     step: int = 0
-    history: list[dict[str, Any]] = field(default_factory=list)
-    best: dict[str, Any] = field(default_factory=dict)
+    history: list[HistoryRow] = field(default_factory=list)
+    best: Best | dict[str, Never] = field(default_factory=dict)  # empty before the first epoch ends
     bad_epochs: int = 0
     partial_loss: float = 0.0  # summed loss of the batches done in the current epoch
     partial_seconds: float = 0.0
@@ -100,11 +114,94 @@ def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> A
         raise CheckpointError(f"{path} is damaged or not a PyTorch file") from None
 
 
-# What every torchdeck checkpoint holds, and of which type: checked on loading, so that a damaged
-# or hand-edited file is refused in one line here instead of failing deep inside a command.
-PARTS = {"config": dict, "task": dict, "epoch": int, "train_state": dict, "model": dict, "optimizer": dict,
-         "scheduler": dict, "rng": dict}
-RNG_STATES = ("torch", "shuffle", "epoch_shuffle")
+def _generator_state(state: torch.Tensor) -> bool:
+    """Whether a CPU random generator takes ``state`` (torch checks its dtype, size and content);
+    torch.set_rng_state and Generator.set_state accept the same."""
+    torch.Generator().set_state(state)
+    return True
+
+
+def _floats(tensor: torch.Tensor) -> bool:
+    return tensor.is_floating_point() and tensor.layout == torch.strided
+
+
+GeneratorState = Annotated[torch.Tensor, Check(_generator_state, "a random generator's state")]
+CudaState = Annotated[torch.Tensor, Check(lambda t: t.dtype == torch.uint8 and t.dim() == 1,
+                                          "a CUDA random generator's state (bytes)")]
+Floats = Annotated[torch.Tensor, Check(_floats, "a tensor of floating-point numbers")]
+
+
+class RankRng(TypedDict):
+    torch: GeneratorState
+    cuda: NotRequired[list[CudaState]]
+
+
+class Rng(RankRng):
+    shuffle: GeneratorState
+    epoch_shuffle: GeneratorState
+    ranks: NotRequired[list[RankRng]]  # a job's processes, each its own streams
+
+
+class Column(TypedDict):
+    """An input column of a user's table (engine.data.tables), as a task description keeps it."""
+
+    name: str
+    type: str
+    fill: float | str | None
+    categories: NotRequired[list[str]]
+
+
+class Task(TypedDict):
+    """TaskMeta as a checkpoint holds it (TaskMeta.to_dict)."""
+
+    task: str
+    kind: str
+    input_shape: list[int]
+    feature_names: list[str]
+    class_names: list[str]
+    x_mean: Floats
+    x_scale: Floats
+    y_mean: NotRequired[float]
+    y_scale: NotRequired[float]
+    image_mode: NotRequired[str | None]
+    columns: NotRequired[list[Column] | None]
+
+
+class Payload(TypedDict):
+    """What every torchdeck checkpoint holds, and of which types: checked on loading, so that a
+    damaged or hand-edited file is refused in one line here instead of failing deep inside a command."""
+
+    config: dict[str, Any]  # RunConfig.from_dict checks it
+    task: Task
+    epoch: int
+    train_state: TrainState
+    model: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    rng: Rng
+    global_step: NotRequired[int]
+    parameters: NotRequired[int]
+    versions: NotRequired[dict[str, str]]
+    saved_at: NotRequired[Annotated[float, TIME]]
+    test: NotRequired[dict[str, float]]
+
+
+KINDS = ("regression", "binary", "multiclass")
+TASK_FIELDS = frozenset(f.name for f in fields(TaskMeta))
+# What a task description must say besides its types: (the part, the condition it meets).
+AGREEMENT = (
+    ("task", Check(lambda task: task.keys() <= TASK_FIELDS, "the description of a task this torchdeck knows")),
+    ("task.kind", Check(lambda task: task["kind"] in KINDS, f"one of {', '.join(KINDS)}")),
+    ("task.input_shape", Check(lambda task: min(task["input_shape"]) > 0, "a list of sizes")),
+    ("task.x_mean", Check(lambda task: _fits_inputs(task["x_mean"], task), "of the inputs' shape")),
+    ("task.x_scale", Check(lambda task: _fits_inputs(task["x_scale"], task), "of the inputs' shape")),
+)
+
+
+def _fits_inputs(statistic: torch.Tensor, task: dict[str, Any]) -> bool:
+    """A per-feature (per-channel) statistic that broadcasts over one input."""
+    shape = list(task["input_shape"])
+    return statistic.dim() <= len(shape) and list(torch.broadcast_shapes(statistic.shape, shape)) == shape
 
 
 def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -131,33 +228,18 @@ def load(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str
 
 
 def _damage(payload: dict[str, Any]) -> list[str]:
-    """What is missing or of the wrong type in a checkpoint's payload."""
+    """What is missing from a checkpoint's payload or of the wrong type (the first problem of
+    each part), then what its parts do not agree on."""
+    hints, required = record_fields(Payload)
     problems = []
-    for key, kind in PARTS.items():
-        if key not in payload:
-            problems.append(f"it has no {key}")
-        elif not isinstance(payload[key], kind) or isinstance(payload[key], bool):
-            problems.append(f"its {key} is a {type(payload[key]).__name__}, not a {kind.__name__}")
+    for name, hint in hints.items():
+        if name not in payload:
+            problems += [f"it has no {name}"] if name in required else []
+        elif problem := misfit(payload[name], hint, name):
+            problems.append(f"its {problem}")
     if problems:
         return problems
-    if not all(isinstance(payload["rng"].get(name), torch.Tensor) for name in RNG_STATES):
-        problems.append(f"its rng lacks one of the states {', '.join(RNG_STATES)}")
-    if not all(isinstance(value, torch.Tensor) for value in payload["model"].values()):
-        problems.append("its model holds something other than tensors")
-    train_state = payload["train_state"]
-    kinds = {f.name: _TYPES.get(f.type.split("[")[0], object) for f in fields(TrainState)}
-    wrong = sorted(str(key) for key, value in train_state.items()
-                   if not isinstance(value, kinds.get(key, ())) or isinstance(value, bool))
-    if wrong:
-        problems.append(f"its train_state has unknown or mistyped field(s) {', '.join(wrong)}")
-    known = {f.name for f in fields(TaskMeta)}
-    required = {f.name for f in fields(TaskMeta) if f.default is MISSING and f.default_factory is MISSING}
-    if not required <= set(payload["task"]) <= known:
-        problems.append("its task description is not one this torchdeck knows")
-    return problems
-
-
-_TYPES = {"int": int, "float": (int, float), "list": list, "dict": dict}
+    return [f"its {where} is not {check.what}" for where, check in AGREEMENT if not check.holds(payload["task"])]
 
 
 def _is_pickle(path: Path) -> bool:

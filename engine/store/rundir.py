@@ -1,7 +1,8 @@
 """The run directory: what a run writes as it goes, for every later command to read.
 
 ``checkpoints/<run>/`` holds ``config.toml``, ``events.jsonl`` (every event, one JSON object a
-line), ``metrics.csv`` (one row per epoch), ``last.pt`` and ``best.pt``. ``inspect``,
+line), ``metrics.csv`` (one row per epoch), ``last.pt`` and ``best.pt``, and ``error.log`` (the
+traceback of a bug that ended the run, engine.store.errorlog). ``inspect``,
 ``evaluate``, ``predict``, ``--resume``, ``watch`` and the TUI's browser read only this folder;
 what state its run is in is engine.store.runs' to tell.
 """
@@ -14,12 +15,14 @@ import io
 import json
 import os
 import shlex
+import stat
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
 from engine.errors import CheckpointError
-from engine.events import EpochEnded, Event
+from engine.events import EpochEnded, Event, RunFailed, record_misfit
+from engine.store import errorlog
 from engine.store.atomic import remove_stale, write_atomic
 
 CONFIG = "config.toml"
@@ -108,6 +111,8 @@ class RunWriter:
                     with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="",
                               opener=_no_follow) as handle:
                         csv.writer(handle, lineterminator="\n").writerow(self._row(record))
+                if isinstance(event, RunFailed) and event.details:  # a bug's traceback, kept readable
+                    errorlog.save(event.details, self.run_dir)
         except CheckpointError:
             if not event.terminal:
                 raise
@@ -135,23 +140,38 @@ def _no_follow(path: str, flags: int) -> int:
 
 
 def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dict[str, Any]]:
-    """The events recorded in a run directory; a torn last line (a killed writer) is skipped.
+    """The events recorded in a run directory, each a record that fits its event's fields.
 
-    Events named in ``skip`` are passed over without being parsed: a long run records many
-    thousands of batch events, and a reader that needs only the milestones should not pay for them.
+    A torn line (a killed writer), a line that is not JSON and a record of a known event whose
+    fields are missing or of the wrong type (a damaged or hand-edited log) are skipped alike, so
+    every reader may index the fields it needs. Events named in ``skip`` are passed over without
+    being parsed: a long run records many thousands of batch events, and a reader that needs only
+    the milestones should not pay for them. An ``events.jsonl`` that is a symbolic link, or not
+    a regular file, holds no events: a run directory's files are never followed elsewhere.
     """
-    path = Path(run_dir) / EVENTS
-    if not path.is_file():
+    skipped = tuple(f'{{"event": "{name}"'.encode() for name in skip)  # RunWriter writes the name first
+    try:
+        handle = open(Path(run_dir) / EVENTS, "rb", opener=_read_no_follow)
+    except OSError:  # missing, a link, unreadable
         return
-    skipped = tuple(f'{{"event": "{name}"' for name in skip)  # RunWriter writes the name first
-    with open(path, encoding="utf-8") as handle:
+    with handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return
         for line in handle:
             if line.startswith(skipped):
                 continue
             try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past reading
                 continue
+            if record_misfit(record) is None:
+                yield record
+
+
+def _read_no_follow(path: str, flags: int) -> int:
+    """The opener of a run directory's files read back: a link fails instead of being followed,
+    and a FIFO in their place does not block the open (it is then refused as no regular file)."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 @contextlib.contextmanager

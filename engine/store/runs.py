@@ -2,15 +2,15 @@
 which checkpoint a run directory offers (or why it has none yet).
 
 Everything here reads config.toml and events.jsonl alone, never a checkpoint, so that listing a
-folder of runs stays fast however large their models are. A run whose process is gone without
-recording its end is told apart from one still training by asking whether that process lives.
+folder of runs stays fast however large their models are. Whether a run still trains on this
+machine is its lock's to say (``engine.store.lock``), not the pid its events recorded.
 """
 
 from __future__ import annotations
 
 import shlex
+import shutil
 import socket
-import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -25,7 +25,7 @@ from engine.events import (
     RunStarted,
     RunStopped,
 )
-from engine.store.atomic import process_alive
+from engine.store.lock import RunLock, locked
 from engine.store.rundir import BEST, CONFIG, EVENTS, LAST, read_events
 
 
@@ -57,35 +57,28 @@ def _why_no_checkpoint(run_dir: Path) -> str:
     return f"the run {state} before its first epoch ended (its process was killed or crashed){again}"
 
 
-STARTS_WITHIN = 60.0  # seconds: a run directory whose run has not started by then never will
-
-
 def status(run_dir: str | Path) -> str:
     """finished, stopped, failed or running; a run whose process died counts as failed."""
     return _status(read_events(run_dir, skip=(BatchProgress.name,)), run_dir)
 
 
 def _status(records: Iterable[dict[str, Any]], run_dir: str | Path) -> str:
-    state, started = "running", {}
+    """Running while a process holds the run's lock (preparing, training or deleting it).
+
+    Otherwise what the events recorded last, and a run that recorded no end has lost its
+    process, unless it was started on another machine, whose locks this one may not see.
+    """
+    if locked(run_dir):
+        return "running"
+    state, started = "failed", {}
     for record in records:
         if record.get("event") == "run_started":
             state, started = "running", record
         elif record.get("event") in TERMINAL_STATUS:
             state = TERMINAL_STATUS[record["event"]]
-    if state != "running":
-        return state
-    if not started:  # no process recorded yet: being prepared, or it died before it could say so
-        return "failed" if _age(Path(run_dir) / EVENTS) > STARTS_WITHIN else "running"
-    if started.get("host") == socket.gethostname() and not process_alive(started.get("pid", 0)):
+    if state == "running" and started.get("host") == socket.gethostname():
         return "failed"
     return state
-
-
-def _age(path: Path) -> float:
-    try:
-        return time.time() - path.stat().st_mtime
-    except OSError:
-        return 0.0
 
 
 def summary(run_dir: str | Path) -> dict[str, Any] | None:
@@ -168,11 +161,16 @@ def list_runs(folder: str | Path) -> list[dict[str, Any]]:
     return sorted(runs, key=lambda run: (run["started"], run["name"]), reverse=True)
 
 
-def training_pid(run_dir: str | Path) -> int | None:
-    """The process on this machine that is training the run right now, if any."""
-    if status(run_dir) != "running":
-        return None
-    started = [r for r in read_events(run_dir) if r.get("event") == "run_started"]
-    if started and started[-1].get("host") == socket.gethostname():
-        return started[-1].get("pid")
-    return None
+def delete(run_dir: str | Path) -> None:
+    """Remove a run directory while holding its lock: refused while a process trains the run
+    (or prepares to), and none can start in it while its files go."""
+    run_dir = Path(run_dir)
+    if run_dir.is_symlink():
+        raise CheckpointError(f"{run_dir} is a symbolic link; only a run directory itself is deleted")
+    if not ((run_dir / CONFIG).is_file() or (run_dir / EVENTS).is_file()):
+        raise CheckpointError(f"{run_dir} is not a torchdeck run directory; only those are deleted")
+    with RunLock(run_dir, before="deleting it"):
+        try:
+            shutil.rmtree(run_dir)  # links inside are removed, never followed
+        except OSError as exc:
+            raise CheckpointError(f"cannot delete {run_dir}: {exc.strerror}") from None

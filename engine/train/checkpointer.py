@@ -8,6 +8,10 @@ when the run stops, fails or ends.
 Writing at every epoch end can cost a short run as much as its training; this way a kill -9
 loses at most ``save_every`` seconds of work, and a diverged run still leaves the last good
 snapshot on disk. In a job only rank 0 writes; its checkpoints hold every rank's RNG state.
+
+A run resumed from the end of its best epoch keeps its checkpoint's weights as the best and
+writes best.pt again from them: a run resumed into a new directory (a branch from best.pt, a
+loose ``.pt`` file) has no other, and its directory is complete on its own.
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ class Checkpointer:
         self.saved_at = time.monotonic()
         self.best_weights: dict[str, torch.Tensor] | None = None  # of the best epoch this process saw
         self._fixed: dict[str, Any] | None = None  # the parts of every checkpoint that never change
+        state = parts.state
+        if state.epoch and not state.batch and state.best.get("epoch") == state.epoch:
+            self._keep_best(self.snapshot())  # resumed from the end of its best epoch
 
     def due(self) -> bool:
         return time.monotonic() - self.saved_at >= self.parts.config.save_every
@@ -49,8 +56,12 @@ class Checkpointer:
         Every process keeps the best weights: every process evaluates the test split."""
         snapshot = self.pending[rundir.LAST] = self.snapshot()
         if improved:
-            self.pending[rundir.BEST] = snapshot
-            self.best_weights = snapshot["model"] if snapshot else copied(self.parts.model.state_dict())
+            self._keep_best(snapshot)
+
+    def _keep_best(self, snapshot: dict[str, Any] | None) -> None:
+        """``snapshot`` (rank 0's; None elsewhere) is the best epoch's: best.pt, and its weights."""
+        self.pending[rundir.BEST] = snapshot
+        self.best_weights = snapshot["model"] if snapshot else copied(self.parts.model.state_dict())
 
     def save(self, position: dict[str, Any] | None = None, **extra: Any) -> None:
         """Write last.pt as of now (with the waiting best.pt first)."""
@@ -68,8 +79,9 @@ class Checkpointer:
         self.saved_at = time.monotonic()
 
     def best_model_weights(self) -> dict[str, torch.Tensor]:
-        """The best epoch's weights; a resumed run may have seen that epoch in an earlier process,
-        so then they come from best.pt (read by rank 0, handed to every process)."""
+        """The best epoch's weights; a run resumed in its own directory after its best epoch saw
+        that epoch in an earlier process, so then they come from best.pt (read by rank 0, handed
+        to every process)."""
         if self.best_weights is not None:
             return self.best_weights
         world = self.parts.world

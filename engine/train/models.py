@@ -156,6 +156,7 @@ def _load_weights(model: nn.Module, path: str) -> None:
     state = _read_state_dict(path)
     own = model.state_dict()
     for key, tensor in state.items():
+        _check_tensor(path, key, tensor, own.get(key))
         if key in own and tensor.shape != own[key].shape and key not in _HEAD:
             hint = ""
             if key == "conv1.weight":
@@ -170,6 +171,21 @@ def _load_weights(model: nn.Module, path: str) -> None:
     if missing or result.unexpected_keys:
         problem = f"it lacks {missing[0]}" if missing else f"the model has no {result.unexpected_keys[0]}"
         raise ConfigError(f"weights: {path} does not fit this model: {problem}", option="weights")
+
+
+def _check_tensor(path: str, key: str, tensor: torch.Tensor, own: torch.Tensor | None) -> None:
+    """Refuse a tensor that loading would fail on or quietly change: one stored sparse (or in
+    any layout but the dense one), one without data (a meta tensor), or one of whole numbers,
+    booleans, complex or quantized values where the model holds floating-point numbers."""
+    problem = None
+    if tensor.layout != torch.strided:
+        problem = f"is a {str(tensor.layout).removeprefix('torch.')} tensor; a model's weights are dense (strided)"
+    elif tensor.is_meta:
+        problem = "holds no values (a tensor on the meta device)"
+    elif own is not None and own.is_floating_point() and not tensor.is_floating_point():
+        problem = f"holds {str(tensor.dtype).removeprefix('torch.')} values; the model's are floating point"
+    if problem:
+        raise ConfigError(f"weights: {path}: {key} {problem}", option="weights")
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:

@@ -4,12 +4,17 @@ Every optimizer updates all its parameters at once: ``fused=True`` where PyTorch
 kernel (Adam, AdamW and SGD on the CPU and CUDA), ``foreach=True`` otherwise. PyTorch's own default
 on the CPU is a Python loop over the parameter tensors, which costs a tiny model more than its
 matrix products (bench/compare_loops.py: +30-40 % steps/s on the MNIST MLP with fused Adam).
+
+A scheduler steps once an epoch. Resumed with another ``--epochs``, ``step`` and ``plateau`` go
+on as they were (they do not depend on the total); ``cosine`` decays to 0 at the new last epoch
+(see ``_cosine_retarget``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch.optim import lr_scheduler
@@ -52,6 +57,27 @@ def _rmsprop(params, c) -> torch.optim.Optimizer:
     return torch.optim.RMSprop(params, lr=c.lr, momentum=c.momentum, weight_decay=c.weight_decay, **kernel)
 
 
+def _cosine_retarget(scheduler: lr_scheduler.CosineAnnealingLR, done: int, epochs: int) -> None:
+    """Make a restored cosine schedule, ``done`` epochs into its run, reach 0 after epoch ``epochs``.
+
+    Resumed with the total it was planned for, it is left as it is (an interrupted run goes on
+    exactly). Resumed with another total, the decay goes on from the current rate over the
+    epochs left: the rate never jumps and never rises. A finished schedule's current rate is 0,
+    so there the decay starts again from the rate of the last epoch trained instead.
+    """
+    left = epochs - done
+    if scheduler.T_max - scheduler.last_epoch == left:
+        return
+    back = 0 if scheduler.T_max > scheduler.last_epoch else 1  # steps back to a rate above 0
+    position = scheduler.last_epoch - back
+    scheduler.base_lrs = [base * (1 + math.cos(math.pi * position / scheduler.T_max)) / 2
+                          for base in scheduler.base_lrs]
+    scheduler.T_max, scheduler.last_epoch = left + back, back
+    for group, base in zip(scheduler.optimizer.param_groups, scheduler.base_lrs):
+        group["lr"] = base * (1 + math.cos(math.pi * back / scheduler.T_max)) / 2
+    scheduler._last_lr = [group["lr"] for group in scheduler.optimizer.param_groups]
+
+
 @dataclass(frozen=True)
 class SchedulerSpec:
     name: str
@@ -59,6 +85,8 @@ class SchedulerSpec:
     options: tuple[str, ...]
     build: Callable[..., object | None]
     needs_metric: bool = False
+    # (scheduler, epochs done, epochs in all): fit a restored scheduler to a resumed run's total
+    retarget: Callable[[Any, int, int], None] = lambda scheduler, done, epochs: None
 
 
 OPTIMIZERS: Catalog[OptimizerSpec] = Catalog(
@@ -90,8 +118,9 @@ SCHEDULERS: Catalog[SchedulerSpec] = Catalog(
             lambda opt, c: lr_scheduler.StepLR(opt, step_size=c.step_size, gamma=c.gamma),
         ),
         SchedulerSpec(
-            "cosine", "cosine decay from lr to 0 over the run's epochs", (),
-            lambda opt, c: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs),
+            "cosine", "cosine decay from lr to 0 over the run's epochs (resumed with more "
+            "--epochs: from the current rate to 0 over the epochs left)", (),
+            lambda opt, c: lr_scheduler.CosineAnnealingLR(opt, T_max=c.epochs), retarget=_cosine_retarget,
         ),
         SchedulerSpec(
             "plateau", "multiply the rate by gamma when validation loss stalls",

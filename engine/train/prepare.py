@@ -23,7 +23,9 @@ from engine.data.tasks import load_task
 from engine.errors import CheckpointError, ConfigError
 from engine.store import checkpoint, rundir, runs
 from engine.store.checkpoint import TrainState
+from engine.store.lock import RunLock, refuse_if_locked
 from engine.text import first_line
+from engine.train import memory
 from engine.train.distributed import World
 from engine.train.losses import build_loss
 from engine.train.metrics import default_monitor
@@ -87,11 +89,13 @@ class Parts:
         """The parts of a new run of ``config``, or of the run a checkpoint ``saved`` holds."""
         device = world.resolve_device(config.device)
         world.check(config)
+        memory.check(config, device, advice=saved is None)  # an image folder's size, before any image is resized
         torch.manual_seed(config.seed)
         shuffle = Shuffle(config.seed)
         data = load_task(config, device, TaskMeta.from_dict(saved["task"]) if saved else None)
         kind = data.meta.kind
         config.check_kind(kind)  # a task of kind auto (csv) has its kind only now that its data is read
+        memory.check(config, device, data.meta, advice=saved is None)  # before the model takes any memory
         # A resumed run's weights come from its checkpoint: the weights file may be long gone.
         model = build_model(config.replace(weights=None) if saved else config, data.meta).to(device)
         channels_last = device.type == "cuda" and MODELS[config.model].images_only
@@ -119,6 +123,7 @@ class Parts:
                 group.update(kernel)  # what suits this device, which may not be the one that saved
             if self.scheduler is not None:
                 self.scheduler.load_state_dict(saved["scheduler"])
+                SCHEDULERS[self.config.scheduler].retarget(self.scheduler, saved["epoch"], self.config.epochs)
         except (RuntimeError, KeyError, ValueError) as exc:
             raise CheckpointError(f"the checkpoint does not fit its own config: {first_line(exc)}") from None
         self._restore_rng(saved)
@@ -161,16 +166,22 @@ def rank_seed(seed: int, rank: int, step: int) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2 ** 63)
 
 
-def load_for_resume(path: str | Path) -> tuple[dict[str, Any], Path, Path | None]:
-    """(checkpoint, its path, its run directory) of a run to continue, refused while it trains
-    or when its run directory holds symbolic links (before anything in it is read)."""
+def load_for_resume(path: str | Path) -> tuple[dict[str, Any], Path, Path | None, RunLock | None]:
+    """(checkpoint, its path, its run directory, that directory's lock, now held) of a run to
+    continue; refused when its run directory holds symbolic links (before anything in it is
+    read) or while another process holds its lock (before it is asked for a checkpoint)."""
     folder = Path(path) if Path(path).is_dir() else Path(path).parent
     if folder == Path(path) or (folder / rundir.EVENTS).is_file():  # what runs.locate takes for a run directory
         rundir.refuse_links(folder)
-    if pid := runs.training_pid(folder):
-        raise ConfigError(f"the run in {folder} is still training (process {pid}); stop it before resuming")
-    ckpt_path, run_dir = runs.locate(path)
-    return checkpoint.load(ckpt_path), ckpt_path, run_dir
+        refuse_if_locked(folder)
+    ckpt_path, run_dir = runs.locate(path)  # before locking: its own hold would make a run look running
+    lock = RunLock(run_dir) if run_dir else None
+    try:
+        return checkpoint.load(ckpt_path), ckpt_path, run_dir, lock
+    except BaseException:
+        if lock:
+            lock.release()
+        raise
 
 
 def resumed_config(saved: dict[str, Any], ckpt_path: Path, run_dir: Path | None,
@@ -181,7 +192,8 @@ def resumed_config(saved: dict[str, Any], ckpt_path: Path, run_dir: Path | None,
     Where a run writes never comes from the file: a run directory continues in itself (or
     branches beside itself), and a loose checkpoint (a downloaded ``model.pt``) goes to
     ``changes["out"]`` or the default folder under a new name, whatever its saved ``out`` and
-    ``name`` say.
+    ``name`` say. Going to a new directory, ``saved``'s train state may get a best record of
+    its own (see ``_best_of_its_own``).
     """
     config = RunConfig.from_dict(saved["config"])
     for key, value in changes.items():
@@ -207,4 +219,22 @@ def resumed_config(saved: dict[str, Any], ckpt_path: Path, run_dir: Path | None,
         # branch into a run directory of its own instead.
         config = config.replace(out=str(run_dir.parent), name=f"{run_dir.name}-from-{ckpt_path.stem}")
         run_dir = None
+    if run_dir is None:
+        saved["train_state"] = _best_of_its_own(saved["train_state"])
     return config, run_dir
+
+
+def _best_of_its_own(train_state: dict[str, Any]) -> dict[str, Any]:
+    """The train state of a run resumed into a new directory, which has only its checkpoint's
+    weights: when the best epoch is an earlier one, whose weights stayed behind, the record
+    starts again at the checkpoint's own epoch (inside an epoch: at the next one it trains),
+    so the final test and the new directory's best.pt are of an epoch it holds."""
+    best, epoch, inside = train_state.get("best"), train_state["epoch"], train_state.get("batch", 0) > 0
+    if not best or best["epoch"] == epoch and not inside:
+        return train_state
+    own = {}
+    if not inside:
+        row, monitor = train_state["history"][-1], best["monitor"]
+        value = row["val_loss"] if monitor == "val_loss" else row["metrics"][monitor]
+        own = {"epoch": epoch, "monitor": monitor, "value": value, "val_loss": row["val_loss"]}
+    return {**train_state, "best": own, "bad_epochs": 0}

@@ -33,6 +33,7 @@ from engine.errors import TorchdeckError
 from engine.events import Event, EventStream, Message, RunFailed, RunStarted
 from engine.store import checkpoint, rundir
 from engine.store.checkpoint import TrainState
+from engine.store.lock import RunLock
 from engine.train.control import Control
 from engine.train.distributed import PeerFailed, World
 from engine.train.loop import Diverged, Loop
@@ -49,31 +50,40 @@ class Run:
 
     Besides ``events``, ``control`` and ``result``, a run shows what front ends read: its
     ``run_dir``, ``config``, ``device``, ``world``, ``data`` and train ``state``, and in
-    ``parts`` everything it trains with (model, loss, optimizer, scheduler).
+    ``parts`` everything it trains with (model, loss, optimizer, scheduler). On rank 0, ``lock``
+    holds the run directory (``engine.store.lock``) from its creation, or from the start of a
+    resume, until the terminal event is recorded; a run that fails to prepare lets it go too.
     """
 
     def __init__(self, config: RunConfig, *, saved: dict[str, Any] | None = None, run_dir: Path | None = None,
-                 resumed_from: str | None = None, world: World | None = None,
+                 lock: RunLock | None = None, resumed_from: str | None = None, world: World | None = None,
                  batch_events_every: float = BATCH_EVENTS_EVERY):
-        self.world = world = world or World.single()
-        world.setup()
-        with world.together():  # a failure on one rank (say, rank 0's run directory) fails them all
-            self.parts = Parts.build(config, world, saved)
-            if world.is_main and run_dir is None:
-                run_dir = rundir.create(config.out, config.name or rundir.default_name(config.task, config.model))
-        self.run_dir = Path(world.broadcast(str(run_dir)))
-        self.resumed_from = resumed_from
-        self.events = EventStream()
-        self.control = Control()
-        self._loop = Loop(self.parts, self.run_dir, self._emit, self.control, batch_events_every)
-        self.lost_peer = False  # the run failed because another process of its job did
-        self.thread: threading.Thread | None = None
-        self.result: Event | None = None
-        if world.is_main:
-            writer = rundir.RunWriter(self.run_dir, metric_names(self.parts.kind))
-            writer.write_config(self.config.to_toml())
-            writer.rewrite_metrics(self.state.history)
-            self.events.subscribe(writer)
+        self.lock = lock
+        try:
+            self.world = world = world or World.single()
+            world.setup()
+            with world.together():  # a failure on one rank (say, rank 0's run directory) fails them all
+                self.parts = Parts.build(config, world, saved)
+                if world.is_main and run_dir is None:
+                    run_dir = rundir.create(config.out, config.name or rundir.default_name(config.task, config.model))
+                    self.lock = RunLock(run_dir)
+            self.run_dir = Path(world.broadcast(str(run_dir)))
+            self.resumed_from = resumed_from
+            self.events = EventStream()
+            self.control = Control()
+            self._loop = Loop(self.parts, self.run_dir, self._emit, self.control, batch_events_every)
+            self.lost_peer = False  # the run failed because another process of its job did
+            self.thread: threading.Thread | None = None
+            self.result: Event | None = None
+            if world.is_main:
+                writer = rundir.RunWriter(self.run_dir, metric_names(self.parts.kind))
+                writer.write_config(self.config.to_toml())
+                writer.rewrite_metrics(self.state.history)
+                self.events.subscribe(writer)
+                self.events.subscribe(lambda event: event.terminal and self._release())  # once it is written
+        except BaseException:
+            self._release()
+            raise
 
     @classmethod
     def new(cls, config: RunConfig, world: World | None = None, *,
@@ -98,14 +108,22 @@ class Run:
         """
         world = world or World.from_env()
         world.setup()
-        found = None
-        with world.together():
-            if world.is_main:
-                found = load_for_resume(path)
-        saved, ckpt_path, run_dir = world.broadcast(found)
-        config, run_dir = resumed_config(saved, ckpt_path, run_dir, changes)
-        return cls(config, saved=saved, run_dir=run_dir, resumed_from=str(ckpt_path), world=world,
-                   batch_events_every=batch_events_every)
+        found = lock = None
+        try:
+            with world.together():
+                if world.is_main:
+                    *found, lock = load_for_resume(path)  # rank 0 holds the run directory from here on
+            saved, ckpt_path, run_dir = world.broadcast(found)
+            config, run_dir = resumed_config(saved, ckpt_path, run_dir, changes)
+            if run_dir is None and lock is not None:  # a branch: its new directory is locked instead
+                lock.release()
+                lock = None
+            return cls(config, saved=saved, run_dir=run_dir, lock=lock, resumed_from=str(ckpt_path), world=world,
+                       batch_events_every=batch_events_every)
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
 
     @property
     def config(self) -> RunConfig:
@@ -161,6 +179,12 @@ class Run:
             self._fail(lost or f"{type(exc).__name__}: {exc}", "" if lost else traceback.format_exc())
         finally:
             self.data.close()  # its DataLoader workers stop now, not whenever the run is collected
+            self._release()
+
+    def _release(self) -> None:
+        """Let the run directory go: the run has ended (or never will), so it may be resumed or deleted."""
+        if self.lock is not None:
+            self.lock.release()
 
     @contextmanager
     def _threads(self):

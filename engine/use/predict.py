@@ -18,7 +18,7 @@ from torchvision.transforms.functional import pil_to_tensor
 from engine.data.folders import open_image
 from engine.data.meta import TaskMeta
 from engine.data.split import outputs_of
-from engine.data.tables import encode, read_rows
+from engine.data.tables import encode, fits_float32, read_rows
 from engine.errors import DataError
 from engine.train.metrics import probabilities
 from engine.use.saved import SavedRun
@@ -98,18 +98,19 @@ def read_csv(path: str | Path, meta: TaskMeta) -> np.ndarray | list[list[str]]:
         columns = list(range(len(feature_names)))
         exact = True
     else:
-        missing = [name for name in feature_names if name not in header]
+        index = {name: i for i, name in reversed(list(enumerate(header)))}  # a name given twice: its first column
+        missing = [name for name in feature_names if name not in index]
         if missing:
             raise DataError(
                 f"{path}: the header does not name the column(s) {', '.join(map(repr, missing))}; "
                 f"name every feature ({', '.join(feature_names)}) or leave the header out"
             )
-        columns, exact, table = [header.index(name) for name in feature_names], False, table[1:]
+        columns, exact, table = [index[name] for name in feature_names], False, table[1:]
     if not table:
         raise DataError(f"{path} has a header but no rows")
-    rows = []
+    rows, needed = [], max(columns)
     for number, row in table:
-        if exact and len(row) != len(columns) or len(row) <= max(columns):
+        if exact and len(row) != len(columns) or len(row) <= needed:
             raise DataError(f"{path} line {number} has {len(row)} values, expected {len(columns)}")
         cells = [row[c] for c in columns]
         rows.append(cells if text else [_number(cell, f"{path} line {number}") for cell in cells])
@@ -129,6 +130,7 @@ def _number(text: str, where: str) -> float:
         value = float(text)
     except ValueError:
         raise DataError(f"{where}: {text.strip()!r} is not a number") from None
-    if not np.isfinite(value):
-        raise DataError(f"{where}: {text.strip()!r} is not a finite number")
+    if not fits_float32(value):  # as the csv task refuses them (engine.data.tables)
+        raise DataError(f"{where}: {text.strip()!r} is not a finite number within ±3.4e38 (the float32 a model "
+                        f"computes in)")
     return value

@@ -18,6 +18,7 @@ from engine.data.meta import TaskMeta
 from engine.errors import CheckpointError, TorchdeckError
 from engine.store import checkpoint, rundir, runs
 from engine.text import first_line
+from engine.train import memory
 from engine.train.models import build_model
 
 
@@ -40,6 +41,7 @@ def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
     try:
         config = RunConfig.from_dict(state["config"])
         meta = TaskMeta.from_dict(state["task"])
+        memory.check(config, torch.device("cpu"), meta, training=False)  # a config can ask for any size
         model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
         model.load_state_dict(state["model"])
     except TorchdeckError as exc:

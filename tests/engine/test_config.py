@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+
 import pytest
 
 from engine.config import RunConfig, command_line
@@ -104,6 +108,63 @@ def test_bad_toml_files_are_explained(tmp_path, text, message):
 def test_missing_toml_file():
     with pytest.raises(ConfigError, match="does not exist"):
         RunConfig.read_toml("/nonexistent/run.toml")
+
+
+class Hung(BaseException):
+    """A call that blocked (not an OSError, which the reader would report as a read error)."""
+
+
+@pytest.fixture
+def unless_it_hangs():
+    """Fail a test whose call blocks instead of hanging the suite: opening a FIFO waits for a
+    writer forever."""
+    def hung(signum, frame):
+        raise Hung
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    yield
+    signal.alarm(0)
+    signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path, unless_it_hangs):
+    os.mkfifo(tmp_path / "run.toml")
+    with pytest.raises(ConfigError, match=r"run\.toml cannot be read: it is a FIFO \(named pipe\), not a regular"):
+        RunConfig.read_toml(tmp_path / "run.toml")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_config_that_is_a_device_is_refused_before_it_is_read(unless_it_hangs):
+    with pytest.raises(ConfigError, match=r"/dev/zero cannot be read: it is a character device, not a regular file"):
+        RunConfig.read_toml("/dev/zero")
+
+
+def test_a_config_file_over_a_mebibyte_is_refused(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text("# a comment\n" * 100_000 + "epochs = 3\n")  # valid TOML, 1.2 MB
+    with pytest.raises(ConfigError, match=r"run\.toml cannot be read: it is over 1 MiB, too large for a config file"):
+        RunConfig.read_toml(path)
+    path.write_text("# a comment\n" * 80_000 + "epochs = 3\n")  # just under the limit: a config
+    assert RunConfig.read_toml(path) == {"epochs": 3}
+
+
+def test_a_list_for_the_task_in_a_config_file_is_one_error(tmp_path):
+    (tmp_path / "run.toml").write_text("task = []\n")
+    with pytest.raises(ConfigError, match=r"^task: '\[\]' is not a known task"):
+        RunConfig.from_toml(tmp_path / "run.toml")
+
+
+@pytest.mark.parametrize("device", ["cuda:01", "cuda:00", "cuda:-1", "cpu:5", "meta", "cuda:", "cuda:+1"])
+def test_device_names_torch_would_refuse_or_misread_are_refused(device):
+    message = f"device: '{device}' is not allowed; use auto, cpu, cuda, cuda:N or mps"
+    with pytest.raises(ConfigError, match="^" + re.escape(message)):
+        RunConfig.for_task(device=device)
+
+
+def test_a_cuda_index_of_any_size_is_left_for_the_machine_to_judge():
+    assert RunConfig.for_task(device="cuda:99999999999999999999999").device == "cuda:99999999999999999999999"
 
 
 def test_data_dir_is_refused_for_tasks_that_bring_their_data():

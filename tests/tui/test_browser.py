@@ -15,6 +15,7 @@ import socket
 import sys
 import time
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 from conftest import HOSTILE_CLASSES, highlight, hostile_csv, settle, text
@@ -23,6 +24,7 @@ from textual.widgets import DataTable, Input, Static
 from engine.config import RunConfig
 from engine.events import EpochEnded
 from engine.store import rundir
+from engine.store.lock import RunLock
 from engine.store.runs import list_runs, summary
 from engine.text import printable
 from engine.train.run import Run
@@ -41,7 +43,7 @@ SIZE = (100, 30)
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> Path:
+def runs(tmp_path_factory) -> Iterator[Path]:
     """A folder with runs named after their status, oldest first: done, stopped, failed, running."""
     out = tmp_path_factory.mktemp("checkpoints")
     Run.new(RunConfig.for_task("iris", epochs=4, out=str(out), name="done")).start().wait()
@@ -59,7 +61,8 @@ def runs(tmp_path_factory) -> Path:
     (out / "notes").mkdir()  # not a run: skipped
     (out / "notes" / "todo.txt").write_text("nothing here")
     (out / "README").write_text("a file, not a folder")
-    return out
+    with RunLock(running):  # what a process training it holds: its lock, not its pid, says it runs
+        yield out
 
 
 @pytest.fixture
@@ -225,10 +228,12 @@ async def test_delete_asks_first_and_refuses_a_running_run(copy, calls):
         assert not (copy / "stopped").exists()
         assert str(copy / "stopped") not in app.screen.query_one("#runs", DataTable).rows
 
+        held = RunLock(copy / "running")  # a copy's lock is free: hold it as the run's process would
         await highlight(pilot, copy / "running")
         await pilot.press("d")
         assert isinstance(app.screen, BrowserScreen) and (copy / "running").is_dir()
         assert "still training" in calls[-1][1]
+        held.release()
 
 
 @pilot_test
@@ -394,3 +399,24 @@ async def test_a_run_whose_classes_are_markup_and_escapes_is_shown_as_text(tmp_p
         assert isinstance(dialog, EvaluateDialog)
         shown = text(dialog.query_one("#result", Static))
         assert "confusion matrix" in shown and all(printable(name) in shown for name in HOSTILE_CLASSES)
+
+
+@pilot_test
+async def test_delete_is_refused_for_a_run_that_started_training_after_d_was_pressed(copy, calls):
+    app = TorchdeckApp(out=copy, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await highlight(pilot, copy / "stopped")
+        await pilot.press("d")
+        assert isinstance(app.screen, ConfirmDialog)
+        resumed = RunLock(copy / "stopped")  # a resume in another process takes the run meanwhile
+        await pilot.click("#yes")
+        await settle(pilot)
+        assert (copy / "stopped" / rundir.LAST).is_file()
+        assert f"the run in {copy / 'stopped'} is still training" in calls[-1][1]
+        assert "stop it before deleting it" in calls[-1][1]
+        resumed.release()
+        await pilot.press("d")
+        await pilot.click("#yes")
+        await settle(pilot)
+        assert not (copy / "stopped").exists()

@@ -75,3 +75,40 @@ def test_a_run_directory_holding_a_link_is_refused_in_one_line(tmp_path):
     (run_dir / rundir.EVENTS).symlink_to(tmp_path / "bashrc")
     with pytest.raises(CheckpointError, match=rf"^{run_dir} holds symbolic links \(events.jsonl\); "):
         rundir.refuse_links(run_dir)
+
+
+def _events_of(run_dir, *lines: str) -> list:
+    (run_dir / rundir.EVENTS).write_text("".join(line + "\n" for line in lines))
+    return list(rundir.read_events(run_dir))
+
+
+def test_read_events_yields_only_records_that_fit_their_event(tmp_path):
+    import json
+
+    good = json.dumps(EpochEnded(epochs=2, **EPOCH).to_dict())
+    nan = json.dumps({**json.loads(good), "val_loss": None})  # how strict_json writes a NaN
+    newer = json.dumps({"event": "from-a-newer-version", "x": 1})
+    bad = [json.dumps({"event": "epoch"}), json.dumps({**json.loads(good), "epoch": "x"}),
+           json.dumps({**json.loads(good), "metrics": {"accuracy": "high"}}), "[1, 2]", '"text"', "{", "[" * 100_000]
+    records = _events_of(tmp_path, good, *bad, nan, newer)
+    assert records == [json.loads(good), json.loads(nan), json.loads(newer)]
+
+
+def test_read_events_skips_the_named_events_without_reading_them(tmp_path):
+    batch = ('{"event": "batch", "time": 1, "epoch": 1, "epochs": 2, "batch": 1, "batches": 7, "step": 1, '
+             '"loss": 0.5, "samples_per_s": 100.0, "eta_s": 1.0}')
+    lines = [batch, '{"event": "batch", "not json at all', '{"event": "message", "text": "hi", "time": 1}']
+    assert [r["event"] for r in _events_of(tmp_path, *lines)] == ["batch", "message"]
+    assert [r["event"] for r in rundir.read_events(tmp_path, skip=("batch",))] == ["message"]
+
+
+def test_read_events_never_follows_a_link_nor_waits_on_a_fifo(tmp_path):
+    target = tmp_path / "elsewhere.jsonl"
+    target.write_text('{"event": "message", "text": "from elsewhere", "time": 1}\n')
+    linked, fifo = tmp_path / "linked", tmp_path / "fifo"
+    linked.mkdir()
+    fifo.mkdir()
+    (linked / rundir.EVENTS).symlink_to(target)
+    os.mkfifo(fifo / rundir.EVENTS)
+    assert list(rundir.read_events(linked)) == [] and list(rundir.read_events(fifo)) == []
+    assert list(rundir.read_events(tmp_path / "missing")) == []

@@ -121,7 +121,9 @@ def close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], tol: float = 1
 
 
 def test_two_processes_train_like_one_and_leave_one_run_directory(jobs, out):
-    job = jobs("--task", "digits", "--epochs", "3", "--dropout", "0", "--nproc", "2", "--out", str(out), "--name", "two")
+    # --monitor also names one of torchrun's own options (--monitor-interval): it must reach the workers
+    job = jobs("--task", "digits", "--epochs", "3", "--dropout", "0", "--monitor", "val_loss", "--nproc", "2",
+               "--out", str(out), "--name", "two")
     assert job.finish() == 0, job.stderr
     assert job.stderr == ""  # the launcher and rank 1 say nothing; rank 0 prints the run
     started, finished = job.events[0], job.events[-1]
@@ -132,7 +134,7 @@ def test_two_processes_train_like_one_and_leave_one_run_directory(jobs, out):
     recorded = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert recorded == job.events  # --json shows exactly what rank 0 recorded
 
-    single, events = train(out, "digits", epochs=3, dropout=0.0)  # the same run in one process
+    single, events = train(out, "digits", epochs=3, dropout=0.0, monitor="val_loss")  # the same run in one process
     alone = events[-1]
     assert finished["test"]["accuracy"] == alone.test["accuracy"] > 0.8
     assert finished["test"]["loss"] == pytest.approx(alone.test["loss"], rel=1e-5)

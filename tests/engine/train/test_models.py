@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 from dataclasses import replace
 
 import pytest
@@ -164,3 +165,28 @@ def test_resnet18_explains_unusable_weights(tmp_path, content):
         path.write_bytes(content)
     with pytest.raises(ConfigError, match=r"^weights: .*weights\.pt (is damaged|was refused|holds no state dict|is empty)"):
         build("resnet18", (3, 32, 32), weights=str(path))
+
+
+@pytest.mark.parametrize("stored, key, problem", [
+    (lambda w: w.to_sparse(), "conv1.weight", "is a sparse_coo tensor; a model's weights are dense"),
+    (lambda w: w.flatten(1).to_sparse_csr(), "conv1.weight", "is a sparse_csr tensor"),
+    (lambda w: w.to(torch.int64), "conv1.weight", "holds int64 values; the model's are floating point"),
+    (lambda w: w > 0, "layer1.0.conv1.weight", "holds bool values"),
+    (lambda w: w.to(torch.complex64), "fc.weight", "holds complex64 values"),
+    (lambda w: torch.empty(w.shape, device="meta"), "conv1.weight", "holds no values (a tensor on the meta device)"),
+], ids=["sparse-coo", "sparse-csr", "int64", "bool", "complex", "meta"])
+@pytest.mark.filterwarnings("ignore:Sparse CSR tensor support is in beta")
+def test_resnet18_refuses_weights_stored_sparse_empty_or_not_as_floats(tmp_path, stored, key, problem):
+    own = build("resnet18", (3, 32, 32)).state_dict()
+    path = tmp_path / "odd.pt"
+    torch.save({**own, key: stored(own[key])}, path)
+    with pytest.raises(ConfigError, match=rf"^weights: .*odd\.pt: {re.escape(key)} {re.escape(problem)}"):
+        build("resnet18", (3, 32, 32), weights=str(path))
+
+
+def test_resnet18_takes_half_precision_weights_and_whole_number_counters(tmp_path):
+    source = build("resnet18", (3, 32, 32))
+    path = tmp_path / "half.pt"
+    torch.save({key: t.half() if t.is_floating_point() else t for key, t in source.state_dict().items()}, path)
+    tuned = build("resnet18", (3, 32, 32), weights=str(path))  # num_batches_tracked stays int64
+    assert torch.allclose(tuned.conv1.weight, source.conv1.weight, atol=1e-2)

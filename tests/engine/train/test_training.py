@@ -94,7 +94,8 @@ def test_run_directory_contents(out):
     run, events = train(out, "iris", epochs=3, name="demo")
     folder = out / "demo"
     assert run.run_dir == folder
-    assert {p.name for p in folder.iterdir()} == {"config.toml", "events.jsonl", "metrics.csv", "last.pt", "best.pt"}
+    assert {p.name for p in folder.iterdir()} == {"config.toml", "events.jsonl", "metrics.csv", "last.pt", "best.pt",
+                                                  ".lock"}  # the lock its training process held
     assert RunConfig.from_toml(folder / "config.toml") == run.config
     recorded = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert recorded == [e.to_dict() for e in events]
