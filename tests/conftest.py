@@ -27,6 +27,15 @@ def train(out: Path, task: str = "iris", **options):
     return run, events
 
 
+@pytest.fixture(scope="module")
+def iris(tmp_path_factory) -> Path:
+    """A finished iris run directory (two epochs), trained once for the module."""
+    out = tmp_path_factory.mktemp("runs")
+    run = Run.new(RunConfig.for_task("iris", epochs=2, out=str(out), name="iris")).start()
+    assert run.wait().name == "run_finished"
+    return run.run_dir
+
+
 class Payload:
     """Unpickling this runs ``os.system`` to create a marker file."""
 

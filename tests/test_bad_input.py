@@ -282,15 +282,6 @@ def test_config_files_that_cannot_be_read(no_training, tmp_path):
 # --- saved runs: damaged, crafted and mismatched checkpoints -----------------------------------
 
 
-@pytest.fixture(scope="module")
-def iris(tmp_path_factory) -> Path:
-    """A finished iris run directory (two epochs), trained once for the module."""
-    out = tmp_path_factory.mktemp("runs")
-    run = Run.new(RunConfig.for_task("iris", epochs=2, out=str(out), name="iris")).start()
-    assert run.wait().name == "run_finished"
-    return run.run_dir
-
-
 def commands(path: Path) -> dict[str, list]:
     """Every command that reads a checkpoint, given ``path``."""
     return {

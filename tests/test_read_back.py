@@ -18,24 +18,13 @@ import torch
 from conftest import highlight, settle, text, until
 from textual.widgets import Static
 
-from engine.config import RunConfig
 from engine.events import RunFinished
 from engine.store import checkpoint, rundir
-from engine.train.run import Run
 from tui.app import TorchdeckApp
 from tui.browser import BrowserScreen
 from tui.dashboard import DashboardScreen
 
 SIZE = (100, 30)
-
-
-@pytest.fixture(scope="module")
-def iris(tmp_path_factory) -> Path:
-    """A finished iris run directory (two epochs), trained once for the module."""
-    out = tmp_path_factory.mktemp("runs")
-    run = Run.new(RunConfig.for_task("iris", epochs=2, out=str(out), name="iris")).start()
-    assert run.wait().name == "run_finished"
-    return run.run_dir
 
 
 @pytest.fixture(autouse=True)

@@ -103,8 +103,9 @@ class Run:
         Only ``epochs`` (to train further), ``device``, ``patience``, ``min_delta``,
         ``save_every``, ``amp`` and ``compile`` may change; everything else is the checkpoint's
         own config. A run directory continues in itself; a loose ``.pt`` file goes to ``out``
-        (default ``checkpoints``), never where its saved config says. In a job of several processes rank 0 reads the checkpoint and hands it to
-        the others, whatever the job's size was before.
+        (default ``checkpoints``), never where its saved config says. In a job of several
+        processes rank 0 reads the checkpoint and hands it to the others, whatever the job's size
+        was before.
         """
         world = world or World.from_env()
         world.setup()

@@ -212,14 +212,19 @@ async def test_predict_names_the_class_and_explains_bad_input(runs, calls):
         assert "'oops' is not a number" in text(dialog.query_one("#error", Static))
 
 
+async def ask_to_delete(pilot, run_dir: Path) -> None:
+    """Highlight ``run_dir`` in the browser and press ``d``: the confirmation is asked first."""
+    await settle(pilot)
+    await highlight(pilot, run_dir)
+    await pilot.press("d")
+    assert isinstance(pilot.app.screen, ConfirmDialog)
+
+
 @pilot_test
 async def test_delete_asks_first_and_refuses_a_running_run(copy, calls):
     app = TorchdeckApp(out=copy, browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, copy / "stopped")
-        await pilot.press("d")
-        assert isinstance(app.screen, ConfirmDialog)
+        await ask_to_delete(pilot, copy / "stopped")
         await pilot.press("enter")  # the focus is on "cancel"
         assert (copy / "stopped").is_dir() and isinstance(app.screen, BrowserScreen)
         await pilot.press("d")
@@ -405,10 +410,7 @@ async def test_a_run_whose_classes_are_markup_and_escapes_is_shown_as_text(tmp_p
 async def test_delete_is_refused_for_a_run_that_started_training_after_d_was_pressed(copy, calls):
     app = TorchdeckApp(out=copy, browse=True)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await highlight(pilot, copy / "stopped")
-        await pilot.press("d")
-        assert isinstance(app.screen, ConfirmDialog)
+        await ask_to_delete(pilot, copy / "stopped")
         resumed = RunLock(copy / "stopped")  # a resume in another process takes the run meanwhile
         await pilot.click("#yes")
         await settle(pilot)
