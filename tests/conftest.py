@@ -13,6 +13,14 @@ from engine.config import RunConfig
 from engine.train.run import Run
 
 
+@pytest.fixture(autouse=True)
+def state_home(tmp_path_factory, monkeypatch) -> Path:
+    """The XDG state folder, where bug reports are kept: a temporary one, never the user's own."""
+    home = tmp_path_factory.mktemp("state")
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture
 def out(tmp_path: Path) -> Path:
     """The output folder that receives run directories in a test."""

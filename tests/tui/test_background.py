@@ -64,7 +64,7 @@ def test_a_slow_answer_never_overwrites_a_newer_one():
     asyncio.run(scenario())
 
 
-def test_a_failed_job_shows_one_line_and_the_app_keeps_running():
+def test_a_failed_job_shows_one_line_and_the_app_keeps_running(state_home):
     async def scenario() -> None:
         app = Jobs()
         async with app.run_test() as pilot:
@@ -73,7 +73,10 @@ def test_a_failed_job_shows_one_line_and_the_app_keeps_running():
             assert shown(app) == "[0, 1) is the range: not markup"
             app.fail(ValueError("first line\nsecond line"))
             await finish(pilot)
-            assert shown(app) == "ValueError: first line"
-            assert app.is_running
+            line = shown(app)
+            assert line.startswith("internal error: ValueError: first line (the traceback is in ")
+            assert "\n" not in line and app.is_running
 
     asyncio.run(scenario())
+    [log] = (state_home / "torchdeck").iterdir()
+    assert "second line" in log.read_text() and "Traceback" in log.read_text()
