@@ -23,9 +23,10 @@ from typing import Optional
 import typer
 from typer import Abort
 
-from engine.config import RunConfig, flag, value_kind
+from engine.config import RunConfig, flag, is_asked
 from engine.errors import TorchdeckError
 from engine.text import printable
+from engine.values import value_kind
 
 try:  # Typer >= 0.29 vendors Click
     from typer._click.exceptions import ClickException
@@ -96,8 +97,14 @@ def browse(folder: Path = typer.Argument(Path("checkpoints"), help="folder of ru
     _run_app(out=folder, browse=True)
 
 
+def _code_option():
+    """``--code FILE``, for the commands that rebuild a run's model of the user's own code."""
+    return typer.Option(None, "--code", help="where your own model or data code is now (FILE.py), when it moved "
+                        "or changed since the run trained; naming it trusts it as it is")
+
+
 # Typer's type for each kind of RunConfig value: a list of layer sizes is typed as text (16,8).
-_FLAG_TYPES = {"bool": bool, "int": int, "float": float, "tuple": str, "str": str}
+_FLAG_TYPES = {"bool": bool, "int": int, "float": float, "tuple": str, "str": str, "Arguments": str}
 
 
 def _run_option(f: Field) -> Parameter:
@@ -115,7 +122,7 @@ def with_run_options(command):
     RunConfig's fields are the one list of run options, with their help."""
     own = [p.replace(kind=p.KEYWORD_ONLY) for p in signature(command).parameters.values()
            if p.kind is not p.VAR_KEYWORD]
-    command.__signature__ = Signature([*map(_run_option, fields(RunConfig)), *own])
+    command.__signature__ = Signature([*(_run_option(f) for f in fields(RunConfig) if is_asked(f)), *own])
     return command
 
 
@@ -128,6 +135,7 @@ def train(
         "--patience, --min-delta, --save-every, --amp and --compile may change; a .pt file outside a run "
         "directory resumes into --out)"
     ),
+    code_files: Optional[list[Path]] = _code_option(),
     json_lines: bool = typer.Option(False, "--json", help="print every event as one JSON object per line"),
     nproc: Optional[int] = typer.Option(
         None, "--nproc", min=1, help="processes training together on this machine (data-parallel through "
@@ -162,7 +170,7 @@ def train(
             raise typer.Exit(launch.launch(nproc or 1, nnodes, node_rank, rdzv_endpoint,
                                            launch.worker_args(sys.argv[1:])))
         if resume is not None:
-            run = Run.resume(resume, world=world, **flags).start()
+            run = Run.resume(resume, world=world, code=tuple(code_files or ()), **flags).start()
         else:
             if world.is_main:
                 for warning in run_config.ignored(flags):
@@ -229,13 +237,14 @@ def evaluate(
     path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
     split: Splits = typer.Option(Splits.test, "--split", help="which split to evaluate"),
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
+    code: Optional[list[Path]] = _code_option(),
 ) -> None:
     """Metrics, confusion matrix and classification report on a data split."""
     from cli import show
     from engine.use.evaluate import evaluate as run_evaluation
     from engine.use.saved import load
 
-    result = run_evaluation(load(path), split.value)
+    result = run_evaluation(load(path, code=code or ()), split.value)
     _json(result) if json_out else show.evaluation(result)
 
 
@@ -247,6 +256,7 @@ def predict(
     csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV file of rows to predict"),
     top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show per input"),
     json_out: bool = typer.Option(False, "--json", help="print the predictions as JSON"),
+    code: Optional[list[Path]] = _code_option(),
 ) -> None:
     """Predict classes (with probabilities) or values for new inputs: feature values or images."""
     from cli import show
@@ -256,7 +266,7 @@ def predict(
 
     if sum(map(bool, (images, inputs, csv_file))) != 1:
         raise TorchdeckError("give image files, --input values (repeatable) or --csv FILE: one of the three")
-    saved = load(path)
+    saved = load(path, code=code or ())
     if images:
         predictions = predict_images(saved, images, top_k)
     else:
@@ -273,6 +283,7 @@ def export(
         None, "--out", help="file or folder to write (default: export/ beside the checkpoint); the sidecar is FILE.json"
     ),
     json_out: bool = typer.Option(False, "--json", help="print the sidecar, paths and timings as JSON"),
+    code: Optional[list[Path]] = _code_option(),
 ) -> None:
     """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
     from cli import signals
@@ -283,7 +294,7 @@ def export(
     export_format(format_name)  # an unknown format or a missing extra fails before any loading
     try:
         with signals.unwind_on_signals():  # a stopped export leaves no temporary behind
-            result = run_export(load(path), format_name, out)
+            result = run_export(load(path, code=code or ()), format_name, out)
     except ExportFailed as exc:
         _error(str(exc))
         raise typer.Exit(EXIT_FAILED)

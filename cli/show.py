@@ -63,6 +63,18 @@ def catalogs(which: list[str]) -> None:
                 _row(table, _text(entry.name, "cyan"), entry.description,
                      ", ".join(o.replace("_", "-") for o in entry.options))
         console.print(table)
+        if name == "models":
+            _more_models()
+
+
+def _more_models() -> None:
+    """The models beyond the catalog's: torchvision's classifiers by name, and the user's own."""
+    from engine.train import vision
+
+    console.print(Text(f"torchvision classification models (options weights, freeze): "
+                       f"{', '.join(vision.names())}", style="dim"))
+    console.print(Text("your own: --model FILE.py:NAME or package.module:NAME, an nn.Module class or a function "
+                       "returning one, with --model-args '{...}'", style="dim"))
 
 
 def history_table(history: list[dict[str, Any]], title: str = "history") -> Table:

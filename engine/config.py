@@ -12,18 +12,19 @@ exact setup where there is one) and applies the caller's overrides on top.
 
 from __future__ import annotations
 
-import os
-import re
+import json
 import shlex
+from collections.abc import Mapping
 from dataclasses import Field, asdict, dataclass, field, fields
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from engine import tomlfile
+from engine import tomlfile, usercode, values
 from engine.errors import ConfigError, did_you_mean
 from engine.text import printable
 from engine.tomlfile import tomllib  # noqa: F401 - engine.store.runs reads run directories with it
+from engine.values import Arguments
 
 DEFAULT_TASK = "iris"
 
@@ -58,51 +59,20 @@ def owner_of(option: str) -> str | None:
     return next((owner for owner in OWNERS if any(option in e.options for e in catalog(owner).values())), None)
 
 
-def _positive(value):
-    return None if value > 0 else "it must be greater than 0"
-
-
-def _at_least(low):
-    return lambda value: None if value >= low else f"it must be at least {low}"
-
-
-def _between(low, high):
-    """A check for low <= value < high."""
-    return lambda value: None if low <= value < high else f"it must be in [{low}, {high})"
-
-
-def _fraction(value):
-    return None if 0 < value < 0.5 else "it must be between 0 and 0.5 (exclusive)"
-
-
-def _one_of(*choices):
-    return lambda value: None if value in choices else f"choose one of {', '.join(choices)}{did_you_mean(value, choices)}"
-
-
-def _image_size(value):
-    return None if value is None or value >= 8 else "it must be at least 8 (pixels)"
-
-
-def _gamma(value):
-    return None if 0 < value <= 1 else "it must be in (0, 1]"
-
-
-def _layer_sizes(value):
-    return None if all(size >= 1 for size in value) else "every layer size must be at least 1"
-
-
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:(0|[1-9][0-9]*))?")  # an index as torch reads it: no leading zeros
-
-
-def _device(value):
-    return None if _DEVICE.fullmatch(value) else "use auto, cpu, cuda, cuda:N or mps"
-
-
 def _option(default: Any, help: str, check: Callable | None = None, group: str = "training",
-            short: str | None = None):
+            short: str | None = None, asked: bool = True):
     """A RunConfig field with what every face needs of it: ``help`` (the CLI's help, the wizard's
-    note), the ``check`` of its value, its ``group`` and the CLI's ``short`` flag, if any."""
-    return field(default=default, metadata={"help": help, "check": check, "group": group, "short": short})
+    note), the ``check`` of its value, its ``group`` and the CLI's ``short`` flag, if any.
+    ``asked=False``: a record the run keeps, not an option (no flag, no row in the wizard)."""
+    metadata = {"help": help, "check": check, "group": group, "short": short, "asked": asked}
+    if isinstance(default, Mapping):
+        return field(default_factory=lambda: Arguments(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def is_asked(f: Field) -> bool:
+    """Whether a RunConfig field is an option a person sets (a flag, a row of the wizard)."""
+    return f.metadata["asked"]
 
 
 @dataclass(frozen=True)
@@ -110,54 +80,68 @@ class RunConfig:
     """Every option of a training run, checked when the object is made."""
 
     # data
-    task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks)", group="data", short="-t")
+    task: str = _option(DEFAULT_TASK, "data set to learn (torchdeck list tasks), or your own: FILE.py:NAME or "
+                        "package.module:NAME, a Dataset class or a function returning a Dataset, (train, val, test) "
+                        "or tensors (x, y)", group="data", short="-t")
+    task_args: Arguments = _option({}, "arguments for your own data set, a JSON object such as '{\"n\": 100}'",
+                                   group="data")
     data_dir: str | None = _option(None, "folder or file holding the task's data", group="data")
     target: str | None = _option(None, "the column to predict (csv)", group="data")
-    target_kind: str = _option("auto", "auto, classification or regression (csv)",
-                               _one_of("auto", "classification", "regression"), "data")
-    missing: str = _option("drop", "rows with missing values: drop or impute (csv)", _one_of("drop", "impute"), "data")
-    image_size: int | None = _option(None, "resize images to this square size (image-folder)", _image_size, "data")
+    target_kind: str = _option("auto", "auto, classification or regression (csv, your own data set)",
+                               values.one_of("auto", "classification", "regression"), "data")
+    missing: str = _option("drop", "rows with missing values: drop or impute (csv)", values.one_of("drop", "impute"), "data")
+    image_size: int | None = _option(None, "resize images to this square size (image-folder)", values.image_size, "data")
     augment: bool = _option(False, "flip, rotate and shift training images (image-folder)", group="data")
-    val_fraction: float = _option(0.1, "share of the data held out for validation", _fraction, "data")
-    test_fraction: float = _option(0.2, "share of the data held out for the final test", _fraction, "data")
+    val_fraction: float = _option(0.1, "share of the data held out for validation", values.fraction, "data")
+    test_fraction: float = _option(0.2, "share of the data held out for the final test", values.fraction, "data")
     # model
-    model: str = _option("mlp", "network architecture (torchdeck list models)", group="model", short="-m")
-    hidden: tuple[int, ...] = _option((64,), "hidden layer sizes, e.g. 16,8", _layer_sizes, "model")
+    model: str = _option("mlp", "network architecture (torchdeck list models): a catalog name, any torchvision "
+                         "classification model, or your own: FILE.py:NAME or package.module:NAME, an nn.Module "
+                         "class or a function returning one", group="model", short="-m")
+    model_args: Arguments = _option(
+        {}, "arguments for your own model, a JSON object such as '{\"hidden_dim\": 32}'; parameters named "
+        f"{usercode.argument_names()} are filled in from the task unless given", group="model")
+    hidden: tuple[int, ...] = _option((64,), "hidden layer sizes, e.g. 16,8", values.layer_sizes, "model")
     activation: str = _option("relu", "activation between hidden layers", group="model")
-    dropout: float = _option(0.0, "dropout probability after each hidden layer", _between(0, 1), "model")
+    dropout: float = _option(0.0, "dropout probability after each hidden layer", values.between(0, 1), "model")
     batch_norm: bool = _option(False, "batch normalisation after each hidden layer", group="model")
-    weights: str | None = _option(None, "state dict file to start the model from (resnet18)", group="model")
+    weights: str | None = _option(None, "state dict file to start the model from (torchvision models), e.g. "
+                                  "pretrained weights saved offline", group="model")
+    freeze: bool = _option(False, "train only the new output layer of a torchvision model (transfer learning)",
+                           group="model")
     loss: str = _option("auto", "loss function; auto follows the task kind", group="model")
     # optimisation
     optimizer: str = _option("adam", "optimizer (torchdeck list optimizers)", short="-o")
-    lr: float = _option(1e-3, "learning rate", _positive)
-    momentum: float = _option(0.0, "momentum (sgd, rmsprop)", _between(0, 1))
+    lr: float = _option(1e-3, "learning rate", values.positive)
+    momentum: float = _option(0.0, "momentum (sgd, rmsprop)", values.between(0, 1))
     nesterov: bool = _option(False, "Nesterov momentum (sgd)")
-    weight_decay: float = _option(0.0, "L2 penalty (decoupled for adamw)", _at_least(0))
+    weight_decay: float = _option(0.0, "L2 penalty (decoupled for adamw)", values.at_least(0))
     scheduler: str = _option("none", "learning-rate schedule (torchdeck list schedulers)")
-    step_size: int = _option(10, "epochs between learning-rate drops (step)", _at_least(1))
-    gamma: float = _option(0.1, "learning-rate factor per drop (step, plateau)", _gamma)
-    scheduler_patience: int = _option(5, "epochs without improvement before a drop (plateau)", _at_least(0))
-    batch_size: int = _option(32, "samples per optimisation step", _at_least(1), short="-b")
-    epochs: int = _option(20, "total number of epochs", _at_least(1), short="-e")
-    patience: int = _option(0, "early stopping: epochs without improvement (0 = off)", _at_least(0))
-    min_delta: float = _option(0.0, "early stopping: smallest change that counts", _at_least(0))
+    step_size: int = _option(10, "epochs between learning-rate drops (step)", values.at_least(1))
+    gamma: float = _option(0.1, "learning-rate factor per drop (step, plateau)", values.gamma)
+    scheduler_patience: int = _option(5, "epochs without improvement before a drop (plateau)", values.at_least(0))
+    batch_size: int = _option(32, "samples per optimisation step", values.at_least(1), short="-b")
+    epochs: int = _option(20, "total number of epochs", values.at_least(1), short="-e")
+    patience: int = _option(0, "early stopping: epochs without improvement (0 = off)", values.at_least(0))
+    min_delta: float = _option(0.0, "early stopping: smallest change that counts", values.at_least(0))
     monitor: str = _option("auto", "validation number for best checkpoint and early stopping")
     # run
-    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps", _device, "run")
-    seed: int = _option(0, "random seed; the same seed gives the same run on CPU", _between(0, 2**64), "run")
+    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps", values.device, "run")
+    seed: int = _option(0, "random seed; the same seed gives the same run on CPU", values.between(0, 2**64), "run")
     out: str = _option("checkpoints", "folder that receives the run directory", group="run")
     name: str | None = _option(None, "run directory name (default: task-model-time)", group="run")
     save_every: float = _option(
         30.0, "seconds between checkpoint writes (0 = every epoch); stops, failures and the end always write",
-        _at_least(0), "run")
+        values.at_least(0), "run")
     amp: bool = _option(False, "bfloat16 autocast: mixed precision for GPUs and large models", group="run")
     compile: bool = _option(False, "torch.compile the model: faster steps on GPUs after a slow first batch",
                             group="run")
+    code: Arguments = _option({}, "SHA-256 of the file of your own model and task code, recorded by the run",
+                              group="run", asked=False)
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _coerce(f, getattr(self, f.name)))
+            object.__setattr__(self, f.name, values.coerce(f, getattr(self, f.name)))
             check = f.metadata["check"]
             problem = check(getattr(self, f.name)) if check else None
             if problem:
@@ -197,7 +181,15 @@ class RunConfig:
     def _check_combination(self) -> None:
         self.check_kind(*self._kinds())
         task = catalog("task")[self.task]
-        if catalog("model")[self.model].images_only and task.inputs != "images":
+        own_model, own_task = usercode.parse(self.model) is not None, usercode.parse(self.task) is not None
+        for option, own, what in (("model_args", own_model, "model"), ("task_args", own_task, "task")):
+            if getattr(self, option) and not own:
+                raise ConfigError(f"{option}: only your own {what} ({flag(what)} FILE.py:NAME) takes arguments; "
+                                  f"'{getattr(self, what)}' takes none", option=option)
+        if self.freeze and "freeze" not in catalog("model")[self.model].options:
+            raise ConfigError(f"freeze: the model '{self.model}' has no pretrained body and new head to tell apart; "
+                              f"--freeze is for torchvision models (torchdeck list models)", option="freeze")
+        if catalog("model")[self.model].images_only and task.inputs == "table":
             raise ConfigError(
                 f"model: '{self.model}' needs image inputs, and the task '{self.task}' is a table; "
                 f"choose {' or '.join(n for n, m in catalog('model').items() if not m.images_only)}",
@@ -238,10 +230,10 @@ class RunConfig:
         return cls.from_dict({**preset, **overrides, "task": task})
 
     @classmethod
-    def from_values(cls, values: dict[str, Any]) -> "RunConfig":
+    def from_values(cls, given: dict[str, Any]) -> "RunConfig":
         """A config from loose values (a TOML file, CLI flags): the named task's preset first."""
-        values = dict(values)
-        return cls.for_task(values.pop("task", DEFAULT_TASK), **values)
+        given = dict(given)
+        return cls.for_task(given.pop("task", DEFAULT_TASK), **given)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunConfig":
@@ -262,7 +254,10 @@ class RunConfig:
         """Plain values (lists for tuples, no ``None``): safe for TOML, JSON and checkpoints."""
         out = {}
         for key, value in asdict(self).items():
-            if value is not None:
+            if isinstance(value, Mapping):
+                if value:
+                    out[key] = json.loads(repr(value))
+            elif value is not None:
                 out[key] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -274,12 +269,12 @@ class RunConfig:
     @staticmethod
     def read_toml(path: str | Path) -> dict[str, Any]:
         """The values of a TOML config file (not yet merged with a preset)."""
-        values = tomlfile.read_toml(path)
+        found = tomlfile.read_toml(path)
         known = option_names()
-        for key in values:
+        for key in found:
             if key not in known:
                 raise ConfigError(f"config file {path}: unknown option '{key}'{did_you_mean(key, known)}")
-        return values
+        return found
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "RunConfig":
@@ -292,12 +287,6 @@ def option_names() -> list[str]:
 
 def option_help() -> dict[str, str]:
     return {f.name: f.metadata["help"] for f in fields(RunConfig)}
-
-
-def value_kind(f: Field) -> str:
-    """What an option's field holds: ``bool``, ``int``, ``float``, ``tuple`` (of whole numbers)
-    or ``str``; None is allowed besides where its type says so."""
-    return f.type.split("[")[0].split(" ")[0]
 
 
 def flag(name: str, on: bool = True) -> str:
@@ -315,6 +304,8 @@ def as_text(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(map(str, value))
+    if isinstance(value, Mapping):
+        return json.dumps(dict(value)) if value else ""
     return str(value)
 
 
@@ -326,7 +317,7 @@ def command_line(config: RunConfig) -> str:
     words = ["torchdeck", "train", "--task", config.task]
     for f in fields(RunConfig):
         value = getattr(config, f.name)
-        if f.name == "task" or value == getattr(preset, f.name):
+        if f.name == "task" or value == getattr(preset, f.name) or not is_asked(f):
             continue
         words += [flag(f.name, value)] if isinstance(value, bool) else [flag(f.name), as_text(value)]
     return shlex.join(words)
@@ -336,53 +327,3 @@ def monitors(kind: str) -> list[str]:
     """The names ``monitor`` accepts for a task kind; ``auto`` picks the first metric."""
     metrics = ["mae", "rmse", "r2"] if kind == "regression" else ["accuracy"]
     return ["auto", "val_loss", *metrics]
-
-
-def _coerce(f, value: Any) -> Any:
-    """Turn a loose value (TOML, CLI text) into the field's type, or explain why not."""
-    kind, original = value_kind(f), value
-    try:
-        if value is None:
-            if "None" in f.type:
-                return None
-            raise ValueError
-        if kind == "tuple":
-            if isinstance(value, str):
-                value = [part for part in value.replace(" ", "").split(",") if part]
-            return tuple(_integer(v) for v in value)
-        if kind == "bool":
-            if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-                return value.lower() in ("true", "yes", "1")
-            if isinstance(value, bool):
-                return value
-            raise ValueError
-        if kind == "int":
-            return _integer(value)
-        if kind == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if number != number or number in (float("inf"), float("-inf")):
-                raise ValueError
-            return number
-        if isinstance(value, str):  # ~ in a path is the home folder, whichever front end the value came from
-            return os.path.expanduser(value) if f.name in ("data_dir", "out", "weights") else value
-        raise ValueError
-    except (TypeError, ValueError):
-        expected = {
-            "tuple": "a list of whole numbers such as 16,8",
-            "bool": "true or false",
-            "int": "a whole number",
-            "float": "a finite number",
-        }.get(kind, "text")
-        raise ConfigError(f"{f.name}: {original!r} is not allowed; it must be {expected}", option=f.name) from None
-
-
-def _integer(value: Any) -> int:
-    if isinstance(value, bool):
-        raise ValueError
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ValueError
-        return int(value)
-    return int(value)

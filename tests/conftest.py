@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -13,12 +14,15 @@ from engine.config import RunConfig
 from engine.train.run import Run
 
 
-@pytest.fixture(autouse=True)
-def state_home(tmp_path_factory, monkeypatch) -> Path:
-    """The XDG state folder, where bug reports are kept: a temporary one, never the user's own."""
+@pytest.fixture(autouse=True, scope="session")
+def state_home(tmp_path_factory) -> Iterator[Path]:
+    """The XDG state folder (bug reports, the record of trusted code): one temporary folder for
+    the whole session, as a user's own is for all their commands, never the user's own. Set
+    before any other fixture runs (a module's fixtures train runs too)."""
     home = tmp_path_factory.mktemp("state")
-    monkeypatch.setenv("XDG_STATE_HOME", str(home))
-    return home
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_STATE_HOME", str(home))
+        yield home
 
 
 @pytest.fixture

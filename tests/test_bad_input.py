@@ -535,7 +535,7 @@ def test_a_broken_image_found_by_a_dataloader_worker_fails_the_run_in_one_line(t
     import engine.data.folders as folders
 
     monkeypatch.setattr(folders, "STATS_SAMPLE", 1)
-    monkeypatch.setattr(folders, "_workers", lambda images, device: 2)  # workers even on a 2-core CPU
+    monkeypatch.setattr("engine.data.loader._workers", lambda samples, device: 2)  # workers even on a 2-core CPU
     photos = write_images(tmp_path / "photos", {"a": 30, "b": 30})
     run = Run.new(RunConfig.for_task("image-folder", data_dir=str(photos), image_size=8, epochs=1,
                                      out=str(tmp_path / "runs")))

@@ -20,6 +20,7 @@ from engine.config import RunConfig, as_text, catalog, is_choice, option_help
 from engine.device import device_name, resolve_device
 from engine.errors import ConfigError
 from engine.text import printable
+from tui.owncode import OWN, model_choices
 
 
 def checked(base: RunConfig, values: dict[str, Any]) -> tuple[RunConfig | None, dict[str, str]]:
@@ -63,7 +64,7 @@ def device_choices(current: str) -> list[tuple[str, str]]:
 def note(option: str, value: Any) -> str:
     """The line beside an option: what the chosen entry does, the device's name, or its help."""
     if is_choice(option):
-        return catalog(option)[value].description
+        return "" if value == OWN else catalog(option)[value].description
     if option == "device":
         try:
             return device_name(resolve_device(value))
@@ -72,13 +73,20 @@ def note(option: str, value: Any) -> str:
     return option_help()[option]
 
 
+def choices(option: str, value: Any) -> list[tuple[str, str]]:
+    """A Select's entries: the catalog's (the model's with the current one and "your own…"), or
+    this machine's devices."""
+    if option == "model":
+        return model_choices(value)
+    if option == "device":
+        return device_choices(value)
+    return [(name, name) for name in catalog(option)]
+
+
 def control_for(option: str, value: Any) -> Widget:
     """The widget that edits an option: a Select for choices, a Switch for flags, else an Input."""
-    if is_choice(option):
-        names = [(name, name) for name in catalog(option)]
-        return Select(names, value=value, allow_blank=False, compact=True, id=option)
-    if option == "device":
-        return Select(device_choices(value), value=value, allow_blank=False, compact=True, id=option)
+    if is_choice(option) or option == "device":
+        return Select(choices(option, value), value=value, allow_blank=False, compact=True, id=option)
     if isinstance(value, bool):  # RunConfig holds a flag's value as a bool, and no other value as one
         return Switch(value, id=option)
     return Input(as_text(value), compact=True, id=option)
@@ -107,6 +115,8 @@ class OptionRow(Vertical):
         return self.control.value
 
     def load(self, value: Any) -> None:
+        if isinstance(self.control, Select) and self.option == "model":  # the current one is listed
+            self.control.set_options(choices(self.option, value))
         self.control.value = as_text(value) if isinstance(self.control, Input) else value
 
     def mark(self, message: str | None) -> None:

@@ -33,10 +33,11 @@ from textual.widgets import (
 )
 from textual.widgets.option_list import Option
 
-from engine.config import RunConfig, catalog, command_line, owner_of
+from engine.config import RunConfig, catalog, command_line, is_asked, owner_of
 from engine.device import resolve_device
-from engine.errors import DataError
+from engine.errors import TorchdeckError
 from engine.text import printable
+from tui import owncode
 from tui.form import OptionRow, checked, note
 from tui.preview import describe_data, option_table, parameter_count, task_data
 
@@ -48,7 +49,8 @@ STEPS = ("task", "model", "training", "review")
 STEP_GROUPS = {"task": ("data",), "model": ("model",), "training": ("training", "run")}
 NOT_ASKED = ("task", "val_fraction", "test_fraction", "weights", "loss", "monitor", "out", "name")
 FIELDS = {
-    step: tuple(f.name for f in fields(RunConfig) if f.metadata["group"] in groups and f.name not in NOT_ASKED)
+    step: tuple(f.name for f in fields(RunConfig)
+                if f.metadata["group"] in groups and f.name not in NOT_ASKED and is_asked(f))
     for step, groups in STEP_GROUPS.items()
 }
 # The widget that has the focus on arriving at each step.
@@ -59,13 +61,15 @@ FIRST = {"task": "#tasks", "model": f"#{FIELDS['model'][0]}", "training": f"#{FI
 def task_fields(spec) -> list[str]:
     """The task step's options that ``spec`` uses: its data folder or file; for a user's own
     table (a table task of kind auto: csv), the target column and how to read it; for an image
-    folder, the image size and augmentation."""
+    folder, the image size and augmentation; for the user's own code, its arguments and kind."""
+    own = owncode.is_own(spec.name)
     uses = {
         "data_dir": spec.reads_data_dir,
         "target": spec.kind == "auto" and spec.inputs == "table",
         "image_size": spec.inputs == "images" and spec.image_set is None,
+        "task_args": own,
     }
-    uses.update(target_kind=uses["target"], missing=uses["target"], augment=uses["image_size"])
+    uses.update(target_kind=uses["target"] or own, missing=uses["target"], augment=uses["image_size"])
     return [option for option in FIELDS["task"] if uses[option]]
 
 
@@ -176,10 +180,11 @@ class WizardScreen(Screen):
                              classes="hint")
         yield Footer()
 
-    def _task_options(self) -> list[Option]:
+    def _task_options(self, own: str | None = None) -> list[Option]:
         return [
-            Option(Text.assemble((name, "bold"), "  ", (spec.kind, "italic"), "\n", spec.description), id=name)
-            for name, spec in catalog("task").items()
+            *(Option(Text.assemble((name, "bold"), "  ", (spec.kind, "italic"), "\n", spec.description), id=name)
+              for name, spec in catalog("task").items()),
+            *owncode.task_options(own or self.config.task),
         ]
 
     def _rows(self, step: str) -> list[OptionRow]:
@@ -190,7 +195,8 @@ class WizardScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = "new run"
-        self.query_one("#tasks", OptionList).highlighted = list(catalog("task")).index(self.config.task)
+        tasks = self.query_one("#tasks", OptionList)
+        tasks.highlighted = tasks.get_option_index(self.config.task)
         self._load()
         self._go("task")
 
@@ -213,7 +219,7 @@ class WizardScreen(Screen):
         if config is not None:
             try:
                 data = task_data(config)
-            except DataError as exc:  # the option at fault, where the error names one (the csv task's target)
+            except TorchdeckError as exc:  # the option at fault, where it names one (the csv task's target)
                 errors[exc.option if exc.option in shown else "data_dir" if spec.reads_data_dir else ""] = str(exc)
                 config = None
             else:
@@ -231,17 +237,17 @@ class WizardScreen(Screen):
         preset = RunConfig.for_task(self.config.task)
         values = {}
         for option in FIELDS[step]:
-            row, owner = self._row(option), owner_of(option)
+            row, owner = self._row(option), owner_of(option) or owncode.OWNER.get(option)
             row.display = owner is None or option in catalog(owner)[self._row(owner).value].options
             values[option] = row.value if row.display else getattr(preset, option)
             row.note.update(note(option, row.value))
         config, errors = checked(self.config, values)
         if config is not None:
             self.config = config
-        self._mark(step, errors)
         if step == "model":
-            self._show_parameters()
-        return config is not None
+            errors = self._show_parameters(errors)
+        self._mark(step, errors)
+        return not errors
 
     def _mark(self, step: str, errors: dict[str, str]) -> None:
         """Show each error under its option; one that blames no option of the step under the step."""
@@ -252,18 +258,28 @@ class WizardScreen(Screen):
         problem.update(Text(printable(errors.get("", ""))))
         problem.display = "" in errors
 
-    def _show_parameters(self) -> None:
+    def _show_parameters(self, errors: dict[str, str]) -> dict[str, str]:
+        """Count the valid config's parameters; building the model fails only in a user's code,
+        and that error is the step's (under the option it names)."""
         text = "parameters: fix the marked value to count them"
-        if not self.errors["model"]:
-            meta = task_data(self.config).meta
-            shape = "×".join(map(str, meta.input_shape)) if len(meta.input_shape) > 1 else meta.input_shape[0]
-            text = f"{parameter_count(self.config):,} parameters ({shape} inputs → {meta.outputs} outputs)"
+        if not errors:
+            try:
+                meta = task_data(self.config).meta
+                count = parameter_count(self.config)
+            except TorchdeckError as exc:
+                errors = {exc.option if exc.option in FIELDS["model"] else "": str(exc)}
+            else:
+                shape = "×".join(map(str, meta.input_shape)) if len(meta.input_shape) > 1 else meta.input_shape[0]
+                text = f"{count:,} parameters ({shape} inputs → {meta.outputs} outputs)"
         self.query_one("#parameters", Static).update(text)
+        return errors
 
     @on(Input.Changed)
     @on(Select.Changed)
     @on(Switch.Changed)
     def _changed(self, event) -> None:
+        if event.control.id == "model" and event.value == owncode.OWN:
+            return owncode.choose(self, "model")
         step = next(step for step, options in FIELDS.items() if event.control.id in options)
         if step == "task":
             self._task_choice()
@@ -273,8 +289,13 @@ class WizardScreen(Screen):
     @on(OptionList.OptionHighlighted, "#tasks")
     def _task_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         """Show the task's details and the data options it would use (its folder or file, target)."""
-        spec = catalog("task")[event.option.id]
-        base = self.config if spec.name == self.config.task else RunConfig.for_task(spec.name)
+        if event.option.id == owncode.OWN:
+            return owncode.explain(self)
+        self._show_task(event.option.id)
+
+    def _show_task(self, name: str, base: RunConfig | None = None) -> None:
+        spec = catalog("task")[name]
+        base = base or (self.config if spec.name == self.config.task else RunConfig.for_task(spec.name))
         with self.prevent(Input.Changed):
             for option in task_fields(spec):
                 self._row(option).load(getattr(base, option))
@@ -319,6 +340,8 @@ class WizardScreen(Screen):
     def action_next(self) -> None:
         self._skip_if_list_open()
         if self.step == "task":
+            if self.query_one("#tasks", OptionList).highlighted_option.id == owncode.OWN:
+                return owncode.choose(self, "task")
             config = self._task_choice()
             if config is None:
                 return self._refuse("task")

@@ -1,4 +1,4 @@
-"""Image folders: one sub-folder per class, decoded per sample through a DataLoader.
+"""Image folders: one sub-folder per class, decoded per sample through a DataLoader (engine.data.loader).
 
 ``DIR/train/<class>/*`` (with optional ``val/`` and ``test/`` beside it) or ``DIR/<class>/*``
 alone, split with the task's fixed seed. Unlike the MNIST-sized sets, such folders can hold
@@ -9,7 +9,6 @@ non-blocking copies on CUDA.
 
 from __future__ import annotations
 
-import os
 import re
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -21,16 +20,14 @@ from typing import Iterator
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 from torchvision import transforms
 
-from engine.data.split import batch_rows, outputs_of, shard
 from engine.errors import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".ppm", ".pgm", ".tif", ".tiff", ".webp"}
 DEFAULT_SIZE = 64
 STATS_SAMPLE = 256  # images read to estimate the per-channel mean and std
-WORKERS_FROM = 512  # a split this small decodes faster in-process than through worker start-up
 
 
 @dataclass
@@ -199,83 +196,3 @@ class FolderDataset(Dataset):
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.transform(open_image(self.paths[index], self.mode, (self.size, self.size)))
 
-
-class EpochBatches(Sampler):
-    """The batches of the current epoch, in the engine's order: set before each pass.
-
-    One sampler for the life of the loader lets its workers persist between epochs while the
-    engine keeps control of the order (and of where a resumed epoch starts).
-    """
-
-    def __init__(self) -> None:
-        self.batches: list[list[int]] = []
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches)
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-
-class FolderSplit:
-    """A split of an image folder: labels on the device, images decoded as batches are needed."""
-
-    def __init__(self, dataset: FolderDataset, y: torch.Tensor, device: torch.device | str, seed: int) -> None:
-        self.dataset, self.y, self.device = dataset, y, torch.device(device)
-        self.sampler = EpochBatches()
-        workers = _workers(len(dataset), self.device)
-        self.loader = DataLoader(
-            dataset, batch_sampler=self.sampler, num_workers=workers, persistent_workers=workers > 0,
-            pin_memory=self.device.type == "cuda", generator=torch.Generator().manual_seed(seed),
-        )
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def batches(self, order: torch.Tensor, batch_size: int, first: int, count: int, part=None):
-        """(inputs, targets) of batches ``first`` to ``count - 1`` of this epoch's ``order``;
-        with ``part`` (rank, processes), this process's slice of each batch."""
-        rows = order.cpu()
-        self.sampler.batches = [batch_rows(rows, batch_size, i, part).tolist() for i in range(first, count)]
-        try:
-            for indices, images in zip(self.sampler.batches, self.loader):
-                yield images.to(self.device, non_blocking=True), self.y[torch.as_tensor(indices, device=self.y.device)]
-        except DataError as exc:  # from a worker, DataLoader wraps the message in the worker's traceback
-            raise DataError(_own_message(str(exc))) from None
-
-    def close(self) -> None:
-        """Stop the loader's worker processes now, in this thread. Left to the garbage collector,
-        a finished run's persistent workers are shut down by whichever thread collects the run,
-        which then waits on them: the next run in the same process stalled. The loader
-        stays usable (iterating it again starts new workers)."""
-        iterator, self.loader._iterator = self.loader._iterator, None  # no public API for this
-        if iterator is not None:
-            iterator._shutdown_workers()
-
-    def outputs(self, model: torch.nn.Module, part=None, batch_size: int = 256) -> torch.Tensor:
-        """The model's outputs for every image of the split (with ``part``: this process's
-        contiguous share), in order, in eval mode."""
-        rows = torch.arange(len(self))[shard(len(self), *part)] if part else torch.arange(len(self))
-        batches = self.batches(rows, batch_size, 0, -(-len(rows) // batch_size))
-        return outputs_of(model, (images for images, _ in batches))
-
-
-def _workers(images: int, device: torch.device) -> int:
-    """DataLoader worker processes for a split of ``images``.
-
-    None for a small split (starting workers costs more than decoding in process). A model
-    trained on the CPU computes on the same cores the workers decode on: none on two cores or
-    fewer (there they slow the model down more than they speed decoding up: bench/compare_loops.py
-    measures it), half the cores up to 4 above that. On a GPU, up to 4.
-    """
-    cores = os.cpu_count() or 1
-    if images < WORKERS_FROM or (device.type == "cpu" and cores <= 2):
-        return 0
-    return min(4, cores // 2 if device.type == "cpu" else cores)
-
-
-def _own_message(text: str) -> str:
-    """A DataError's own message, out of the traceback a DataLoader worker wraps it in."""
-    prefix = f"{DataError.__module__}.{DataError.__name__}: "
-    lines = [line for line in text.splitlines() if line.startswith(prefix)]
-    return lines[-1][len(prefix):] if lines else text

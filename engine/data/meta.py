@@ -38,7 +38,7 @@ class TaskSpec:
     reads_data_dir: bool = False
     image_set: str | None = None  # a name in engine.data.images.IMAGE_SETS for image tasks
     normalize: tuple[float, float] | None = None  # fixed (mean, std) for images; None: from train
-    inputs: str = "table"  # table | images: which models fit
+    inputs: str = "table"  # table | images | any (a user's data set, whose inputs its data decides): which models fit
     prepare: Callable[..., "TaskData"] | None = None  # (spec, config, device, meta) -> TaskData, for
     # tasks whose data is not a plain table (images, a user's CSV); None: the scikit-learn path
 

@@ -73,7 +73,7 @@ class Split:
         return outputs_of(model, self.x[shard(len(self), *part)] if part else self.x)
 
     def close(self) -> None:
-        """Nothing to stop: a tensor split has no worker processes (see FolderSplit.close)."""
+        """Nothing to stop: a tensor split has no worker processes (see LoaderSplit.close)."""
 
 
 @dataclass

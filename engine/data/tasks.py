@@ -16,16 +16,17 @@ import torch
 from sklearn import datasets
 from sklearn.preprocessing import StandardScaler
 
+from engine import usercode
 from engine.catalog import Catalog
 from engine.data.folders import (
     DEFAULT_SIZE,
     FolderDataset,
-    FolderSplit,
     channel_stats,
     choose_mode,
     scan,
 )
 from engine.data.images import load_image_set
+from engine.data.loader import LoaderSplit
 from engine.data.meta import RawData, TaskMeta, TaskSpec
 from engine.data.split import SPLIT_SEED, Split, TaskData, split_rows
 from engine.data.tables import load_csv
@@ -102,7 +103,7 @@ def _load_images(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskD
 
 
 def _load_folder(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskData:
-    """An image folder's splits, decoded per batch through DataLoaders (see engine.data.folders)."""
+    """An image folder's splits, decoded per batch through DataLoaders (see engine.data.loader)."""
     listings, classes = scan(config.data_dir, spec.name)
     kind = spec.kind if spec.kind != "auto" else ("binary" if len(classes) == 2 else "multiclass")
     if kind == "binary" and len(classes) != 2:
@@ -128,7 +129,7 @@ def _load_folder(spec: TaskSpec, config, device, meta: TaskMeta | None) -> TaskD
             y = y.float().unsqueeze(1)
         dataset = FolderDataset(paths[name], meta.image_mode, meta.input_shape[1], meta.x_mean, meta.x_scale,
                                 augment=config.augment and name == "train")
-        splits[name] = FolderSplit(dataset, y.to(device), device, config.seed)
+        splits[name] = LoaderSplit(dataset, y.to(device), device, config.seed)
     return TaskData(meta, splits)
 
 
@@ -171,6 +172,21 @@ def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:
 # The image sets bring their own test split; given only one file pair (such as MNIST's t10k
 # files), 10 % of it is held out for testing so that 80 % is left to train on.
 IMAGE_SPLITS = dict(val_fraction=0.1, test_fraction=0.1)
+
+# A user's own data set starts from this: a small mlp fits any input shape (it flattens).
+OWN_PRESET = dict(model="mlp", hidden=[64], activation="relu", optimizer="adam", lr=1e-3, batch_size=32, epochs=20)
+
+
+def _own_task(name: str) -> TaskSpec | None:
+    """The task of a user's data set (``--task FILE.py:NAME``); None for a name that is no reference."""
+    ref = usercode.parse(name)
+    if ref is None:
+        return None
+    from engine.data import owndata
+
+    return TaskSpec(name, f"your own data set {ref.name} from {ref.source}", "auto", None, OWN_PRESET,
+                    source="your code", inputs="any", prepare=owndata.prepare)
+
 
 TASKS: Catalog[TaskSpec] = Catalog(
     "task",
@@ -256,4 +272,5 @@ TASKS: Catalog[TaskSpec] = Catalog(
             source="your CSV file", reads_data_dir=True, prepare=load_csv,
         ),
     ],
+    _own_task,
 )

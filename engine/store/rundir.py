@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from engine import usercode
 from engine.errors import CheckpointError
 from engine.events import EpochEnded, Event, RunFailed, record_misfit
 from engine.store import errorlog
@@ -61,6 +62,8 @@ def resume_command(run_dir: str | Path) -> str:
 
 
 def default_name(task: str, model: str) -> str:
+    """``task-model-time``; the user's own code by its NAME (``FILE.py:MyModel`` -> ``MyModel``)."""
+    task, model = (ref.name if (ref := usercode.parse(text)) else text for text in (task, model))
     return f"{task}-{model}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 

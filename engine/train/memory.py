@@ -21,9 +21,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from engine import usercode
 from engine.data.folders import DEFAULT_SIZE
 from engine.data.tasks import TASKS
-from engine.errors import ConfigError
+from engine.errors import ConfigError, TorchdeckError
 from engine.train.models import MODELS, build_model
 
 # Tensors of state per parameter tensor that each optimizer keeps (torch.optim's own): Adam's two
@@ -79,7 +80,14 @@ def check(config, device: torch.device, meta: Any = None, training: bool = True,
     free = available(device) if inputs is not None else None
     if free is None:
         return
-    need = estimate(config, inputs, training)
+    try:
+        need = estimate(config, inputs, training)
+    except TorchdeckError:
+        raise
+    except Exception:
+        if usercode.parse(config.model) is None:
+            raise
+        return  # the user's own code does what the meta device cannot (say, .item()): no estimate
     advice = f"; use {_advice(config)}" if training and advice else ""
     if need is None:
         raise ConfigError(f"the model needs more memory than any machine has: one batch or one of its tensors "

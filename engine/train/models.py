@@ -12,21 +12,13 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import nn
 
+from engine import usercode
 from engine.catalog import Catalog
-from engine.errors import CheckpointError, ConfigError
-from engine.store import checkpoint
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str
-    description: str
-    options: tuple[str, ...]
-    build: Callable[..., nn.Module]
-    images_only: bool = False  # convolutional models need (channels, height, width) inputs
+from engine.errors import ConfigError
+from engine.train import vision
+from engine.train.modelspec import ModelSpec, image_shape
 
 
 @dataclass(frozen=True)
@@ -67,22 +59,6 @@ def _mlp(config, input_shape: list[int], outputs: int) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def _image(model: str, config, input_shape: list[int], halvings: int) -> tuple[int, int, int]:
-    """``(channels, height, width)`` of an image input that survives ``halvings`` poolings.
-
-    Image models cannot take table rows, and a side under ``2 ** halvings`` pixels would shrink
-    to nothing; both are the user's choice of model and task, so they are a ConfigError.
-    """
-    least = 2**halvings
-    if len(input_shape) != 3 or min(input_shape[1:]) < least:
-        raise ConfigError(
-            f"model: {model} needs image inputs (channels x height x width, at least {least}x{least} "
-            f"pixels), but task '{config.task}' gives inputs of shape {list(input_shape)}; choose an image "
-            f"task or the mlp model", option="model",
-        )
-    return tuple(input_shape)
-
-
 def _conv(inputs: int, outputs: int, activation: nn.Module, batch_norm: bool = False,
           pool: bool = True) -> list[nn.Module]:
     """A 3x3 'same' convolution, BatchNorm2d?, the activation, and a 2x2 max-pool that halves the image."""
@@ -102,7 +78,7 @@ def _cnn(config, input_shape: list[int], outputs: int) -> nn.Module:
     activation, dropout and batch_norm mean the same as for the mlp (the conv blocks use the
     same activation and batch norm); hidden=[128] gives the classic MNIST CNN.
     """
-    channels, height, width = _image("cnn", config, input_shape, halvings=2)
+    channels, height, width = image_shape("cnn", config, input_shape, halvings=2)
     features = []
     for inputs, size in ((channels, 32), (32, 64)):
         features += _conv(inputs, size, ACTIVATIONS[config.activation].make(), config.batch_norm)
@@ -116,17 +92,12 @@ def _convnet(config, input_shape: list[int], outputs: int) -> nn.Module:
     The tutorial ends with a Sigmoid for BCELoss; torchdeck's binary loss is BCE-with-logits on
     the raw logit, which is the same model computed stably, so there is no Sigmoid here.
     """
-    channels, height, width = _image("convnet", config, input_shape, halvings=4)
+    channels, height, width = image_shape("convnet", config, input_shape, halvings=4)
     sizes = (channels, 32, 64, 128, 256, 256)
     layers = []
     for index in range(5):
         layers += _conv(sizes[index], sizes[index + 1], nn.ReLU(), pool=index < 4)
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(256 * (height // 16) * (width // 16), outputs))
-
-
-# The final layer: the only weights that may differ in shape from a file, because fine-tuning
-# on a task with other classes replaces it.
-_HEAD = ("fc.weight", "fc.bias")
 
 
 def _resnet18(config, input_shape: list[int], outputs: int) -> nn.Module:
@@ -137,7 +108,7 @@ def _resnet18(config, input_shape: list[int], outputs: int) -> nn.Module:
     """
     import torchvision  # here, not at the top: it costs a second and only this model needs it
 
-    channels, height, width = _image("resnet18", config, input_shape, halvings=3)
+    channels, height, width = image_shape("resnet18", config, input_shape, halvings=3)
     model = torchvision.models.resnet18(weights=None, num_classes=outputs)
     if min(height, width) < 64:
         model.conv1 = nn.Conv2d(channels, 64, 3, padding=1, bias=False)
@@ -147,63 +118,37 @@ def _resnet18(config, input_shape: list[int], outputs: int) -> nn.Module:
     # torchvision's initialisation of conv1, kept for a replaced one
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if config.weights:
-        _load_weights(model, config.weights)
+        vision.load_weights(model, config.weights, " (conv1 is 3x3 for images under 64x64 and takes the task's channels)")
+    if config.freeze:
+        vision.freeze(model)
     return model
 
 
-def _load_weights(model: nn.Module, path: str) -> None:
-    """Load the state dict in ``path`` into ``model``, keeping the fresh head if the file's does not fit."""
-    state = _read_state_dict(path)
-    own = model.state_dict()
-    for key, tensor in state.items():
-        _check_tensor(path, key, tensor, own.get(key))
-        if key in own and tensor.shape != own[key].shape and key not in _HEAD:
-            hint = ""
-            if key == "conv1.weight":
-                hint = " (conv1 is 3x3 for images under 64x64 and takes the task's channels)"
-            raise ConfigError(
-                f"weights: {path} does not fit this model: {key} has shape {list(tensor.shape)}, "
-                f"the model's has {list(own[key].shape)}{hint}", option="weights",
-            )
-    skipped = {key for key in _HEAD if key in state and state[key].shape != own[key].shape}
-    result = model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
-    missing = [key for key in result.missing_keys if key not in skipped]
-    if missing or result.unexpected_keys:
-        problem = f"it lacks {missing[0]}" if missing else f"the model has no {result.unexpected_keys[0]}"
-        raise ConfigError(f"weights: {path} does not fit this model: {problem}", option="weights")
+def _own_model(config, input_shape: list[int], outputs: int) -> nn.Module:
+    """The user's model (``--model FILE.py:NAME``): their class or factory called with
+    ``--model-args`` and, for the parameters with a conventional name, the task's sizes."""
+    ref = usercode.parse(config.model)
+    target = usercode.load(ref, "model", (nn.Module,), "an nn.Module subclass or a function returning one")
+    image = len(input_shape) == 3
+    task = {
+        "features": math.prod(input_shape),
+        "input_shape": list(input_shape),
+        "channels": input_shape[0] if image else None,
+        "image_size": input_shape[1] if image and input_shape[1] == input_shape[2] else None,
+        "outputs": outputs,
+    }
+    model = usercode.call(target, dict(config.model_args), task, "model")
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model: {ref} returned {type(model).__name__}, not an nn.Module", option="model")
+    return model
 
 
-def _check_tensor(path: str, key: str, tensor: torch.Tensor, own: torch.Tensor | None) -> None:
-    """Refuse a tensor that loading would fail on or quietly change: one stored sparse (or in
-    any layout but the dense one), one without data (a meta tensor), or one of whole numbers,
-    booleans, complex or quantized values where the model holds floating-point numbers."""
-    problem = None
-    if tensor.layout != torch.strided:
-        problem = f"is a {str(tensor.layout).removeprefix('torch.')} tensor; a model's weights are dense (strided)"
-    elif tensor.is_meta:
-        problem = "holds no values (a tensor on the meta device)"
-    elif own is not None and own.is_floating_point() and not tensor.is_floating_point():
-        problem = f"holds {str(tensor.dtype).removeprefix('torch.')} values; the model's are floating point"
-    if problem:
-        raise ConfigError(f"weights: {path}: {key} {problem}", option="weights")
-
-
-def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The tensors in ``path``, read with ``weights_only=True`` so a hostile file never runs code.
-
-    Accepts a plain state dict (what ``torch.save(model.state_dict())`` writes and torchvision's
-    weight files hold: this model is torchvision's, so their keys match) or one kept under
-    ``model`` or ``state_dict`` (a torchdeck checkpoint, many training scripts' checkpoints).
-    """
-    try:
-        data = checkpoint.read_safely(path)
-    except CheckpointError as exc:
-        raise ConfigError(f"weights: {exc}", option="weights") from None
-    if isinstance(data, dict):
-        data = data.get("model", data.get("state_dict", data))
-    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ConfigError(f"weights: {path} holds no state dict (a mapping of names to tensors)", option="weights")
-    return data
+def _more_models(name: str) -> ModelSpec | None:
+    """A model beyond the listed ones: the user's own (a reference) or a torchvision classifier."""
+    ref = usercode.parse(name)
+    if ref is not None:
+        return ModelSpec(name, f"your own model {ref.name} from {ref.source}", ("model_args",), _own_model)
+    return vision.spec(name)  # torchvision's list costs a second: read only for a name not listed here
 
 
 MODELS: Catalog[ModelSpec] = Catalog(
@@ -224,9 +169,10 @@ MODELS: Catalog[ModelSpec] = Catalog(
         ),
         ModelSpec(
             "resnet18", "torchvision ResNet-18 for images, from scratch or fine-tuned from local weights",
-            ("weights",), _resnet18, images_only=True,
+            ("weights", "freeze"), _resnet18, images_only=True,
         ),
     ],
+    _more_models,
 )
 
 

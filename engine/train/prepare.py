@@ -98,11 +98,13 @@ class Parts:
         memory.check(config, device, data.meta, advice=saved is None)  # before the model takes any memory
         # A resumed run's weights come from its checkpoint: the weights file may be long gone.
         model = build_model(config.replace(weights=None) if saved else config, data.meta).to(device)
+        check_outputs(model, data)
         channels_last = device.type == "cuda" and MODELS[config.model].images_only
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         loss_fn = build_loss(config, kind)
-        optimizer = OPTIMIZERS[config.optimizer].build(model.parameters(), config)
+        trainable = [p for p in model.parameters() if p.requires_grad]  # --freeze leaves only the head
+        optimizer = OPTIMIZERS[config.optimizer].build(trainable, config)
         scheduler = SCHEDULERS[config.scheduler].build(optimizer, config)
         monitor = default_monitor(kind) if config.monitor == "auto" else config.monitor
         parts = cls(config, world, device, data, model, loss_fn, optimizer, scheduler, TrainState(), shuffle,
@@ -159,6 +161,31 @@ class Parts:
         """Batches an epoch."""
         size, batch_size = len(self.data.splits["train"]), self.config.batch_size
         return size // batch_size if self.left_over() else math.ceil(size / batch_size)
+
+
+def check_outputs(model: torch.nn.Module, data: TaskData) -> None:
+    """Pass two training samples through ``model`` (in eval mode, without gradients) and refuse,
+    in one line, a model that fails on them or whose output does not fit the task's loss: one
+    row of ``outputs`` numbers per sample. A user's model is checked before it trains, not at
+    the first batch's backward pass (or never: a [B] output against [B, 1] targets broadcasts)."""
+    split = data.splits["train"]
+    inputs, _ = next(split.batches(torch.arange(min(2, len(split))), 2, 0, 1))
+    expected = [len(inputs), data.meta.outputs]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(inputs)
+    except Exception as exc:
+        raise ConfigError(f"model: a batch of inputs of shape {list(inputs.shape)} fails in the model: "
+                          f"{type(exc).__name__}: {first_line(exc)}", option="model") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(outputs, torch.Tensor) or list(outputs.shape) != expected:
+        actual = list(outputs.shape) if isinstance(outputs, torch.Tensor) else type(outputs).__name__
+        what = {"multiclass": "one logit per class", "binary": "one logit"}.get(data.meta.kind, "one number")
+        raise ConfigError(f"model: for inputs of shape {list(inputs.shape)} the model gives {actual}; the "
+                          f"{data.meta.kind} task needs {expected} ({what} per sample)", option="model")
 
 
 def rank_seed(seed: int, rank: int, step: int) -> int:

@@ -31,7 +31,7 @@ from engine.data.split import TaskData
 from engine.device import device_name
 from engine.errors import TorchdeckError
 from engine.events import Event, EventStream, Message, RunFailed, RunStarted
-from engine.store import checkpoint, rundir
+from engine.store import checkpoint, rundir, trust
 from engine.store.checkpoint import TrainState
 from engine.store.lock import RunLock
 from engine.train.control import Control
@@ -93,10 +93,11 @@ class Run:
         batch events (0: one after every batch)."""
         if config.data_dir:  # recorded absolute, so later commands find the data from any folder
             config = config.replace(data_dir=str(Path(config.data_dir).expanduser().resolve()))
+        config = trust.pin(config)  # the user's own code: its hash recorded, trusted from now on
         return cls(config, world=world or World.from_env(), batch_events_every=batch_events_every)
 
     @classmethod
-    def resume(cls, path: str | Path, world: World | None = None, *,
+    def resume(cls, path: str | Path, world: World | None = None, *, code: tuple[str | Path, ...] = (),
                batch_events_every: float = BATCH_EVENTS_EVERY, **changes: Any) -> "Run":
         """Continue the run saved at ``path`` (a run directory or a ``.pt`` file).
 
@@ -105,7 +106,8 @@ class Run:
         own config. A run directory continues in itself; a loose ``.pt`` file goes to ``out``
         (default ``checkpoints``), never where its saved config says. In a job of several
         processes rank 0 reads the checkpoint and hands it to the others, whatever the job's size
-        was before.
+        was before. A run of the user's own code imports it again only as engine.store.trust
+        allows; ``code``: files the user says hold that code now (``--code``).
         """
         world = world or World.from_env()
         world.setup()
@@ -116,6 +118,7 @@ class Run:
                     *found, lock = load_for_resume(path)  # rank 0 holds the run directory from here on
             saved, ckpt_path, run_dir = world.broadcast(found)
             config, run_dir = resumed_config(saved, ckpt_path, run_dir, changes)
+            config = trust.admit(config, code)
             if run_dir is None and lock is not None:  # a branch: its new directory is locked instead
                 lock.release()
                 lock = None

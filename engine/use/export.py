@@ -310,7 +310,7 @@ def sidecar(saved: SavedRun, spec: ExportFormat, file_name: str, check: dict[str
     outputs = meta.outputs
     model = {
         "name": config.model,
-        "options": {option: getattr(config, option) for option in MODELS[config.model].options},
+        "options": {option: config.to_dict().get(option) for option in MODELS[config.model].options},
         "parameters": sum(p.numel() for p in saved.model.parameters()),
     }
     if spec.name == "state-dict":  # the file has no graph: the layers say what to build

@@ -6,41 +6,60 @@ one) says why the run stopped or failed, which a checkpoint written before the e
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
-from engine.store import rundir, runs
-from engine.use.saved import load
+import torch
+
+from engine.config import RunConfig
+from engine.errors import CheckpointError, TorchdeckError
+from engine.store import checkpoint, rundir, runs, trust
+from engine.use import saved
+
+# State-dict entries that are buffers a layer keeps, not parameters it learns (BatchNorm's).
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def describe(path: str | Path) -> dict[str, Any]:
-    """Everything ``inspect`` shows: config, progress, metrics, history, layers, files, versions."""
-    saved = load(path, prefer=rundir.LAST)
-    state = saved.state
+    """Everything ``inspect`` shows: config, progress, metrics, history, layers, files, versions.
+
+    It reads the checkpoint and builds its model on the meta device only (shapes, no memory) to
+    check that the weights fit the config; a run of the user's own code is described without
+    that code, nothing of it imported.
+    """
+    ckpt_path, run_dir = runs.locate(path, rundir.LAST)
+    state = checkpoint.load(ckpt_path)
+    try:
+        config = RunConfig.from_dict(state["config"])
+    except TorchdeckError as exc:
+        raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
+    if not trust.references(config):  # the weights must fit the config; the user's code is not run for it
+        with torch.device("meta"), warnings.catch_warnings():  # shapes only: no memory, whatever the size
+            warnings.filterwarnings("ignore", ".*copying from a non-meta parameter")  # a no-op, which it is meant to be
+            saved.build(ckpt_path, config, state)
     history = state.get("train_state", {}).get("history", [])
-    layers = [
-        {"name": name, "shape": list(tensor.shape), "parameters": tensor.numel()}
-        for name, tensor in saved.model.state_dict().items()
-        if name in dict(saved.model.named_parameters())
-    ]
+    layers = [{"name": name, "shape": list(tensor.shape), "parameters": tensor.numel()}
+              for name, tensor in state["model"].items() if name.rpartition(".")[2] not in _BUFFERS]
     files = {}
-    if saved.run_dir is not None:
-        files = {str(p.relative_to(saved.run_dir)): p.stat().st_size for p in sorted(saved.run_dir.rglob("*"))
+    if run_dir is not None:
+        files = {str(p.relative_to(run_dir)): p.stat().st_size for p in sorted(run_dir.rglob("*"))
                  if p.is_file() and not p.name.startswith(".")}  # exports sit in export/
-    about = (runs.summary(saved.run_dir) if saved.run_dir else None) or {}  # why it stopped or failed
+    about = (runs.summary(run_dir) if run_dir else None) or {}  # why it stopped or failed
+    task = state["task"]
     return {
-        "path": str(saved.path),
-        "run_dir": str(saved.run_dir) if saved.run_dir else None,
-        "status": runs.status(saved.run_dir) if saved.run_dir else None,
+        "path": str(ckpt_path),
+        "run_dir": str(run_dir) if run_dir else None,
+        "status": runs.status(run_dir) if run_dir else None,
         "reason": about.get("reason", ""),
         "message": about.get("message", ""),
-        "task": saved.meta.task,
-        "kind": saved.meta.kind,
-        "classes": saved.meta.class_names,
-        "features": saved.meta.feature_names,
-        "config": saved.config.to_dict(),
+        "task": task["task"],
+        "kind": task["kind"],
+        "classes": task["class_names"],
+        "features": task["feature_names"],
+        "config": config.to_dict(),
         "epoch": state["epoch"],
-        "epochs": saved.config.epochs,
+        "epochs": config.epochs,
         "global_step": state.get("global_step", 0),
         "best": state.get("train_state", {}).get("best", {}),
         "last": history[-1] if history else None,
@@ -48,7 +67,7 @@ def describe(path: str | Path) -> dict[str, Any]:
         "history": history,
         "parameters": sum(layer["parameters"] for layer in layers),
         "layers": layers,
-        "file_size": saved.path.stat().st_size,
+        "file_size": ckpt_path.stat().st_size,
         "files": files,
         "versions": state.get("versions", {}),
         "saved_at": state.get("saved_at"),

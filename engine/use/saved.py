@@ -1,7 +1,7 @@
 """A saved run, loaded for use: the start of inspect, evaluate, predict and export.
 
-A checkpoint holds everything needed: the model is rebuilt from the catalog by the
-checkpoint's config and given its weights, and the task's metadata carries the scaler fitted at
+A checkpoint holds everything needed: the model is rebuilt from the catalog (or the user's own
+code, as engine.store.trust allows) by the checkpoint's config and given its weights, and the task's metadata carries the scaler fitted at
 training time, so nothing of the original process or data is required.
 """
 
@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 
 from engine.config import RunConfig
 from engine.data.meta import TaskMeta
 from engine.errors import CheckpointError, TorchdeckError
-from engine.store import checkpoint, rundir, runs
+from engine.store import checkpoint, rundir, runs, trust
 from engine.text import first_line
 from engine.train import memory
 from engine.train.models import build_model
@@ -34,12 +34,28 @@ class SavedRun:
     model: torch.nn.Module
 
 
-def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
-    """Load the run at ``path``; a run directory gives its ``best.pt`` unless ``prefer`` says otherwise."""
+def load(path: str | Path, prefer: str = rundir.BEST, code: Iterable[str | Path] = ()) -> SavedRun:
+    """Load the run at ``path``; a run directory gives its ``best.pt`` unless ``prefer`` says otherwise.
+
+    A model of the user's own code is built by importing that code again, only as
+    engine.store.trust allows; ``code``: files the user says hold it now (``--code``).
+    """
     ckpt_path, run_dir = runs.locate(path, prefer)
     state = checkpoint.load(ckpt_path)
     try:
         config = RunConfig.from_dict(state["config"])
+    except TorchdeckError as exc:
+        raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
+    config = trust.admit(config, code)
+    meta, model = build(ckpt_path, config, state)
+    model.eval()
+    return SavedRun(ckpt_path, run_dir, state, config, meta, model)
+
+
+def build(ckpt_path: Path, config: RunConfig, state: dict[str, Any]) -> tuple[TaskMeta, torch.nn.Module]:
+    """The checkpoint's task metadata and model with its weights, or one CheckpointError saying
+    why they do not go together. Under ``torch.device("meta")`` it checks without allocating."""
+    try:
         meta = TaskMeta.from_dict(state["task"])
         memory.check(config, torch.device("cpu"), meta, training=False)  # a config can ask for any size
         model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
@@ -48,5 +64,4 @@ def load(path: str | Path, prefer: str = rundir.BEST) -> SavedRun:
         raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
     except (KeyError, TypeError, RuntimeError) as exc:
         raise CheckpointError(f"{ckpt_path} is incomplete or does not fit its config ({first_line(exc)})") from None
-    model.eval()
-    return SavedRun(ckpt_path, run_dir, state, config, meta, model)
+    return meta, model

@@ -180,7 +180,7 @@ def test_a_task_that_reads_a_data_folder_asks_for_it(tmp_path, started, monkeypa
 
     async def scenario(pilot, screen):
         assert not screen.query_one("#data_dir-row").display
-        await pilot.press("end")
+        await pilot.press("end", "up")  # the last task listed: "your own…" comes after it
         await pilot.pause()
         assert screen.query_one("#data_dir-row").display
         assert error(screen, "data_dir") == "no x.npy in None"

@@ -59,7 +59,7 @@ def test_a_folder_of_class_folders_trains_to_high_accuracy(out, tmp_path):
 
 
 def test_a_run_stops_its_dataloader_workers_when_it_ends(out, tmp_path, monkeypatch):
-    monkeypatch.setattr("engine.data.folders._workers", lambda images, device: 2)  # workers even here
+    monkeypatch.setattr("engine.data.loader._workers", lambda samples, device: 2)  # workers even here
     folder = make_folder(tmp_path / "shapes", per_class=20)
     run = Run.new(RunConfig.for_task("image-folder", data_dir=str(folder), image_size=16, epochs=2, out=str(out)))
     run.start()
