@@ -23,7 +23,6 @@ from typing import Any, Callable, Iterable
 from engine import tomlfile, usercode, values
 from engine.errors import ConfigError, did_you_mean
 from engine.text import printable
-from engine.tomlfile import tomllib  # noqa: F401 - engine.store.runs reads run directories with it
 from engine.values import Arguments
 
 DEFAULT_TASK = "iris"

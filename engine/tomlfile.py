@@ -24,14 +24,15 @@ else:  # pragma: no cover - Python 3.10
 MAX_BYTES = 1 << 20  # a config file lists a few dozen options: anything bigger is something else
 
 _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
-          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISLNK, "a symbolic link"))
 
 
-def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
-    """The table in the TOML file at ``path``; a ConfigError naming ``what`` and the file otherwise."""
+def read_toml(path: str | Path, what: str = "config file", follow_links: bool = True) -> dict[str, Any]:
+    """The table in the TOML file at ``path``; a ConfigError naming ``what`` and the file otherwise.
+    ``follow_links=False``: a link is refused too (a run directory's files are never followed)."""
     path = Path(path)
     try:
-        text = _read_regular(path, what).decode("utf-8")
+        text = _read_regular(path, what, follow_links).decode("utf-8")
         return tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(f"{what} {path} does not exist") from None
@@ -41,9 +42,9 @@ def read_toml(path: str | Path, what: str = "config file") -> dict[str, Any]:
         raise ConfigError(f"{what} {path} is not valid TOML: {exc}") from None
 
 
-def _read_regular(path: Path, what: str) -> bytes:
-    _check_regular(path, os.stat(path).st_mode, what)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+def _read_regular(path: Path, what: str, follow_links: bool) -> bytes:
+    _check_regular(path, (os.stat if follow_links else os.lstat)(path).st_mode, what)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | (0 if follow_links else os.O_NOFOLLOW))
     with os.fdopen(fd, "rb") as handle:
         _check_regular(path, os.fstat(fd).st_mode, what)
         data = handle.read(MAX_BYTES + 1)  # never more: the file may have grown since the stat

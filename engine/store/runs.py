@@ -14,8 +14,8 @@ import socket
 from pathlib import Path
 from typing import Any, Iterable
 
-from engine.config import tomllib
-from engine.errors import CheckpointError
+from engine import tomlfile
+from engine.errors import CheckpointError, ConfigError
 from engine.events import (
     TERMINAL_STATUS,
     BatchProgress,
@@ -91,9 +91,9 @@ def summary(run_dir: str | Path) -> dict[str, Any] | None:
     failed), started (time of its first start), parameters and config.
     """
     run_dir = Path(run_dir)
-    try:
-        config = tomllib.loads((run_dir / CONFIG).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+    try:  # a regular file only: a FIFO planted there would block a listing, a link lead anywhere
+        config = tomlfile.read_toml(run_dir / CONFIG, "run config", follow_links=False)
+    except ConfigError:
         return None
     if not {"task", "model", "epochs"} <= config.keys():
         return None
