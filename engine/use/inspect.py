@@ -6,11 +6,8 @@ one) says why the run stopped or failed, which a checkpoint written before the e
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
-
-import torch
 
 from engine.config import RunConfig
 from engine.errors import CheckpointError, TorchdeckError
@@ -25,7 +22,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     """Everything ``inspect`` shows: config, progress, metrics, history, layers, files, versions.
 
     It reads the checkpoint and builds its model on the meta device only (shapes, no memory) to
-    check that the weights fit the config; a run of the user's own code is described without
+    check that the weights fit the config (see saved.build); a run of the user's own code is described without
     that code, nothing of it imported.
     """
     ckpt_path, run_dir = runs.locate(path, rundir.LAST)
@@ -35,9 +32,7 @@ def describe(path: str | Path) -> dict[str, Any]:
     except TorchdeckError as exc:
         raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
     if not trust.references(config):  # the weights must fit the config; the user's code is not run for it
-        with torch.device("meta"), warnings.catch_warnings():  # shapes only: no memory, whatever the size
-            warnings.filterwarnings("ignore", ".*copying from a non-meta parameter")  # a no-op, which it is meant to be
-            saved.build(ckpt_path, config, state)
+        saved.build(ckpt_path, config, state, shapes_only=True)
     history = state.get("train_state", {}).get("history", [])
     layers = [{"name": name, "shape": list(tensor.shape), "parameters": tensor.numel()}
               for name, tensor in state["model"].items() if name.rpartition(".")[2] not in _BUFFERS]

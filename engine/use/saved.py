@@ -52,14 +52,17 @@ def load(path: str | Path, prefer: str = rundir.BEST, code: Iterable[str | Path]
     return SavedRun(ckpt_path, run_dir, state, config, meta, model)
 
 
-def build(ckpt_path: Path, config: RunConfig, state: dict[str, Any]) -> tuple[TaskMeta, torch.nn.Module]:
+def build(ckpt_path: Path, config: RunConfig, state: dict[str, Any],
+          shapes_only: bool = False) -> tuple[TaskMeta, torch.nn.Module]:
     """The checkpoint's task metadata and model with its weights, or one CheckpointError saying
-    why they do not go together. Under ``torch.device("meta")`` it checks without allocating."""
+    why they do not go together. ``shapes_only``: the model is built on the meta device (no
+    memory, whatever its size) and given the checkpoint's own tensors, just to check they fit."""
     try:
         meta = TaskMeta.from_dict(state["task"])
         memory.check(config, torch.device("cpu"), meta, training=False)  # a config can ask for any size
-        model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
-        model.load_state_dict(state["model"])
+        with torch.device("meta" if shapes_only else "cpu"):
+            model = build_model(config.replace(weights=None), meta)  # the checkpoint holds the weights
+        model.load_state_dict(state["model"], assign=shapes_only)
     except TorchdeckError as exc:
         raise CheckpointError(f"{ckpt_path} holds a config this torchdeck cannot use: {exc}") from None
     except (KeyError, TypeError, RuntimeError) as exc:
