@@ -48,6 +48,16 @@ def iris(tmp_path_factory) -> Path:
     return run.run_dir
 
 
+def reading_commands(path: Path, epochs: int) -> dict[str, list]:
+    """Every command that reads a checkpoint, given ``path``; the resume trains to ``epochs``."""
+    return {
+        "inspect": ["inspect", path],
+        "evaluate": ["evaluate", path],
+        "predict": ["predict", path, "--input", "5.1,3.5,1.4,0.2"],
+        "resume": ["train", "--resume", path, "--epochs", str(epochs)],
+    }
+
+
 class Payload:
     """Unpickling this runs ``os.system`` to create a marker file."""
 

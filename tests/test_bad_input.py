@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import tomli_w
 import torch
-from conftest import HOSTILE_CLASSES, Payload, Result, hostile_csv
+from conftest import HOSTILE_CLASSES, Payload, Result, hostile_csv, reading_commands
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
@@ -282,14 +282,6 @@ def test_config_files_that_cannot_be_read(no_training, tmp_path):
 # --- saved runs: damaged, crafted and mismatched checkpoints -----------------------------------
 
 
-def commands(path: Path) -> dict[str, list]:
-    """Every command that reads a checkpoint, given ``path``."""
-    return {
-        "inspect": ["inspect", path],
-        "evaluate": ["evaluate", path],
-        "predict": ["predict", path, "--input", "5.1,3.5,1.4,0.2"],
-        "resume": ["train", "--resume", path, "--epochs", "5"],
-    }
 
 
 def damaged(iris: Path, folder: Path) -> dict[str, tuple[Path, str]]:
@@ -346,7 +338,7 @@ def broken(iris, tmp_path_factory) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("name", DAMAGE)
 def test_damaged_and_mismatched_checkpoints_are_one_line_for_every_command(broken, name, command):
     path, complaint = broken[name]
-    assert complaint in refused(torchdeck(*commands(path)[command]))
+    assert complaint in refused(torchdeck(*reading_commands(path, 5)[command]))
 
 
 @pytest.mark.parametrize("command", ["inspect", "evaluate", "predict", "resume"])
@@ -354,14 +346,14 @@ def test_a_damaged_last_pt_in_a_run_directory(iris, tmp_path, command):
     run_dir = Path(shutil.copytree(iris, tmp_path / "iris"))
     (run_dir / rundir.LAST).write_bytes((run_dir / rundir.LAST).read_bytes()[:100])
     (run_dir / rundir.BEST).write_bytes(b"")
-    line = refused(torchdeck(*commands(run_dir)[command]))
+    line = refused(torchdeck(*reading_commands(run_dir, 5)[command]))
     assert "last.pt is damaged" in line or "best.pt is empty" in line
 
 
 def test_folders_that_are_not_runs(tmp_path):
     (tmp_path / "photos").mkdir()
     (tmp_path / "photos" / "cat.jpg").write_bytes(b"\xff\xd8")
-    for command in commands(tmp_path / "photos").values():
+    for command in reading_commands(tmp_path / "photos", 5).values():
         assert "is not a torchdeck run directory" in refused(torchdeck(*command))
 
 
@@ -403,7 +395,8 @@ def crafted(iris, tmp_path):
 @pytest.mark.parametrize("target", ["run directory", "file"])
 def test_a_crafted_checkpoint_is_refused_named_and_never_runs(crafted, command, target):
     run_dir, marker = crafted
-    line = refused(torchdeck(*commands(run_dir if target == "run directory" else run_dir / rundir.BEST)[command]))
+    path = run_dir if target == "run directory" else run_dir / rundir.BEST
+    line = refused(torchdeck(*reading_commands(path, 5)[command]))
     assert re.search(r"was refused: loading it would run or build Python objects \((posix|nt)\.system\)", line)
     assert not marker.exists()
 
@@ -717,7 +710,7 @@ def test_a_checkpoint_whose_config_asks_for_a_model_too_big_is_one_line(iris, tm
     saved = torch.load(iris / rundir.LAST, weights_only=True)
     torch.save({**saved, "config": {**saved["config"], "hidden": [10**6, 10**6]}}, tmp_path / "huge.pt")
     elsewhere = ["--out", tmp_path / "runs"] if command == "resume" else []
-    line = refused(torchdeck(*commands(tmp_path / "huge.pt")[command], *elsewhere))
+    line = refused(torchdeck(*reading_commands(tmp_path / "huge.pt", 5)[command], *elsewhere))
     assert re.search(r"the model needs about [\d.]+ TB \(parameters 4\.0 TB", line)
 
 

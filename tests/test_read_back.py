@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import highlight, settle, text, until
+from conftest import highlight, reading_commands, settle, text, until
 from textual.widgets import Static
 
 from engine.events import RunFinished
@@ -34,13 +34,6 @@ def state_home(tmp_path, monkeypatch) -> Path:
     return tmp_path / "state" / "torchdeck"
 
 
-def commands(path: Path) -> dict[str, list]:
-    return {
-        "inspect": ["inspect", path],
-        "evaluate": ["evaluate", path],
-        "predict": ["predict", path, "--input", "5.1,3.5,1.4,0.2"],
-        "resume": ["train", "--resume", path, "--epochs", "3"],
-    }
 
 
 def one_line(result, code: int = 2) -> str:
@@ -94,7 +87,7 @@ def damaged(iris, tmp_path_factory) -> Path:
 @pytest.mark.parametrize("command", ["inspect", "evaluate", "predict", "resume"])
 @pytest.mark.parametrize("name", CHECKPOINTS)
 def test_a_damaged_checkpoint_field_is_one_line_for_every_command(damaged, cli, name, command):
-    line = one_line(cli(*commands(damaged / name)[command]))
+    line = one_line(cli(*reading_commands(damaged / name, 3)[command]))
     assert line.startswith("torchdeck: error: ")
     if CHECKPOINTS[name][1]:
         assert f"is a damaged torchdeck checkpoint: {CHECKPOINTS[name][1]}" in line
@@ -163,7 +156,7 @@ def test_read_events_passes_over_records_that_do_not_fit_their_event(iris, logs)
 @pytest.mark.parametrize("name", LINES)
 def test_a_bad_line_in_the_event_log_is_ignored_by_the_commands(logs, cli, tmp_path, name, command):
     run_dir = Path(shutil.copytree(logs / name, tmp_path / name))  # a resume changes it
-    result = cli(*commands(run_dir)[command], "--json")
+    result = cli(*reading_commands(run_dir, 3)[command], "--json")
     assert result.code == 0 and "Traceback" not in result.err, result.err
     if command == "inspect":
         info = json.loads(result.out)
