@@ -170,7 +170,7 @@ def _import(ref: Reference, option: str) -> Any:
                 raise ConfigError(f"{option}: there is no module {ref.source} (is its package installed, or "
                                   f"the folder holding it the current one?)", option=option) from None
             raise _failed(option, f"importing {ref.source}", exc) from None
-        except BaseException as exc:
+        except (Exception, SystemExit) as exc:  # not KeyboardInterrupt: Ctrl+C still stops torchdeck
             raise _failed(option, f"importing {ref.source}", exc) from None
     path = ref.source
     if not os.path.isfile(path):
