@@ -100,6 +100,7 @@ def iris_run(cli, tmp_path) -> Path:
     return tmp_path / "checkpoints" / "iris"
 
 
+@pytest.mark.filterwarnings("error")  # torch's "copying to a meta parameter" would reach the terminal
 def test_inspect(cli, iris_run):
     text = cli("inspect", iris_run)
     assert text.code == 0
