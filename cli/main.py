@@ -92,9 +92,14 @@ def watch(run_dir: Path = typer.Argument(..., help="run directory written by `to
 
 
 @app.command()
-def browse(folder: Path = typer.Argument(Path("checkpoints"), help="folder of run directories")) -> None:
-    """Open the checkpoint browser on a folder of runs."""
-    _run_app(out=folder, browse=True)
+def browse(path: Path = typer.Argument(Path("checkpoints"), help="folder of run directories, or a model file")) -> None:
+    """Open the checkpoint browser on a folder of runs, or the tensors of one model file (torch.save,
+    TorchScript, safetensors or ONNX; a folder holding model.safetensors.index.json too)."""
+    # engine.store.modelfiles.INDEX by name: that module imports torch, which the run browser does without
+    if path.is_file() or (path / "model.safetensors.index.json").is_file():
+        _run_app(out=path.parent, inspect=path)
+    else:
+        _run_app(out=path, browse=True)
 
 
 def _code_option():
@@ -215,15 +220,50 @@ def list_(what: Optional[Catalogs] = typer.Argument(None, help="which catalog (d
 
 @app.command()
 def inspect(
-    path: Path = typer.Argument(..., help="run directory or .pt checkpoint"),
+    path: Path = typer.Argument(..., help="a run directory, or any model file: torch.save (state dict, checkpoint, "
+                                "Lightning .ckpt, a whole model), TorchScript, .safetensors (or a sharded "
+                                "model's index or folder), .onnx"),
+    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="fold the tensor tree below this depth"),
+    pattern: Optional[str] = typer.Option(None, "--filter", help="only tensors whose name matches: a glob "
+                                          "(*.bias) or a part of the name"),
+    stats: bool = typer.Option(False, "--stats", help="min, max, mean, std, NaN, Inf and zeros of each tensor "
+                               "(reads the values, a tensor at a time)"),
     json_out: bool = typer.Option(False, "--json", help="print the description as JSON"),
 ) -> None:
-    """Show a run: config, progress, best and last metrics, history, layers, files, versions."""
-    from cli import show
-    from engine.use.inspect import describe
+    """Show what a model file holds, without running anything in it: a run's config, progress,
+    metrics and history; any file's tensor tree, values, optimizer state and signature."""
+    from cli import show, tensors
+    from engine.use.inspect import describe_any
 
-    info = describe(path)
-    _json(info) if json_out else show.description(info)
+    info = describe_any(path, depth, pattern, stats)
+    if json_out:
+        _json(info)
+    elif info["format"] == "torchdeck":
+        show.description(info)
+        tensors.tree_table(info)
+    else:
+        tensors.model_file(info)
+
+
+@app.command()
+def diff(
+    a: Path = typer.Argument(..., metavar="A", help="model file (torch.save, safetensors, TorchScript, "
+                             "ONNX) or run directory"),
+    b: Path = typer.Argument(..., metavar="B", help="the model file or run directory to compare it with"),
+    strip_prefix: Optional[list[str]] = typer.Option(
+        None, "--strip-prefix", metavar="PREFIX", help="remove this prefix from the tensor names of both "
+        "(module.); repeatable"),
+    json_out: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
+    show_all: bool = typer.Option(False, "--all", help="list every differing tensor, not the top 20"),
+) -> None:
+    """Compare two model files tensor by tensor; exit 0 when equal, 1 when they differ."""
+    from cli import show
+    from engine.use.diff import diff as compare
+
+    result = compare(a, b, strip_prefix or ())
+    _json(result) if json_out else show.difference(result, show_all)
+    if not result["equal"]:
+        raise typer.Exit(EXIT_FAILED)
 
 
 class Splits(str, Enum):
@@ -278,7 +318,7 @@ def predict(
 @app.command()
 def export(
     path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
-    format_name: str = typer.Option("torchscript", "--format", "-f", help="torchscript, onnx or state-dict"),
+    format_name: str = typer.Option("torchscript", "--format", "-f", help="torchscript, onnx, state-dict or safetensors"),
     out: Optional[Path] = typer.Option(
         None, "--out", help="file or folder to write (default: export/ beside the checkpoint); the sidecar is FILE.json"
     ),

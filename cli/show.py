@@ -119,11 +119,6 @@ def description(info: dict[str, Any]) -> None:
         title = "history" if len(shown) == len(history) else (
             f"history (last {len(shown)} of {len(history)} epochs; --json has all)")
         console.print(history_table(shown, title))
-    layers = _table("layers", "name", "shape", "parameters")
-    for layer in info["layers"]:
-        _row(layers, layer["name"], "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
-    _row(layers, _text("total", "bold"), "", _text(f"{info['parameters']:,}", "bold"))
-    console.print(layers)
     files = _table("files", "name", "bytes")
     for name, size in (info["files"] or {info["path"]: info["file_size"]}).items():
         _row(files, name, f"{size:,}")
@@ -169,3 +164,52 @@ def _input_text(given: list[float | str] | str) -> str:
         return given
     text = ", ".join(v if isinstance(v, str) else f"{v:g}" for v in given)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+DIFF_ROWS = 20
+
+
+def difference(result: dict[str, Any], show_all: bool = False) -> None:
+    """``diff``: the two files, a summary line, then what is in one file only, what changed shape
+    or dtype and which values differ, largest relative change first (DIFF_ROWS of each unless --all)."""
+    for side in ("a", "b"):
+        console.print(Text.assemble(_text(f"{side.upper()}  "), _text(result[side]["path"], "bold"),
+                                    _text(f"  ({result[side]['format']})")))
+    differ = sorted((c for c in result["common"] if c["max_abs_diff"] or c["nan_mismatch"]),
+                    key=lambda c: (c["rel_rms"], c["max_abs_diff"], c["nan_mismatch"]), reverse=True)
+    console.print(_text(f"{result['equal_tensors']} tensors equal, {result['different_tensors']} differ, "
+                        f"{len(result['only_a'])} only in A, {len(result['only_b'])} only in B",
+                        "bold green" if result["equal"] else "bold"))
+    for side in ("a", "b"):
+        if result[f"only_{side}"]:
+            title, names = _limited(f"only in {side.upper()}", result[f"only_{side}"], show_all)
+            table = _table(title, "name")
+            for name in names:
+                _row(table, name)
+            console.print(table)
+    if result["changed"]:
+        title, items = _limited("shape or dtype changed", result["changed"], show_all)
+        table = _table(title, "name", "A", "B")
+        for item in items:
+            _row(table, item["name"], f"{_dims(item['a_shape'])} {item['a_dtype']}",
+                 f"{_dims(item['b_shape'])} {item['b_dtype']}")
+        console.print(table)
+    if differ:
+        title, items = _limited("values differ (largest relative change first)", differ, show_all)
+        nans = any(c["nan_mismatch"] for c in differ)
+        table = _table(title, "name", "shape", "max |a-b|", "relative RMS", *(["NaN in one only"] if nans else []))
+        for item in items:
+            _row(table, item["name"], _dims(item["shape"]), fmt(item["max_abs_diff"]),
+                 fmt(item["rel_rms"]), *([f"{item['nan_mismatch']:,}"] if nans else []))
+        console.print(table)
+
+
+def _limited(title: str, items: list, show_all: bool) -> tuple[str, list]:
+    """A table's title and rows: DIFF_ROWS of them unless --all, the title saying how many there are."""
+    if show_all or len(items) <= DIFF_ROWS:
+        return title, items
+    return f"{title} (first {DIFF_ROWS} of {len(items)}; --all shows every one)", items[:DIFF_ROWS]
+
+
+def _dims(shape: list[int]) -> str:
+    return "×".join(map(str, shape)) or "scalar"

@@ -106,6 +106,8 @@ class RunConfig:
     batch_norm: bool = _option(False, "batch normalisation after each hidden layer", group="model")
     weights: str | None = _option(None, "state dict file to start the model from (torchvision models), e.g. "
                                   "pretrained weights saved offline", group="model")
+    strip_prefix: str | None = _option(None, "prefix to remove from the --weights file's keys, e.g. module. or "
+                                       "model. (a wrapper's names)", group="model")
     freeze: bool = _option(False, "train only the new output layer of a torchvision model (transfer learning)",
                            group="model")
     loss: str = _option("auto", "loss function; auto follows the task kind", group="model")

@@ -77,3 +77,13 @@ def stopped_text(event: RunStopped) -> str:
 
 def plural(count: int, word: str, words: str | None = None) -> str:
     return f"{count} {word if count == 1 else words or word + 's'}"
+
+
+def size_text(size: int) -> str:
+    """Bytes in decimal units, as memory is sold and ``free -h --si`` counts: 42.1 GB."""
+    number, unit = float(size), "B"
+    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
+        if number < 999.95 or unit == "ZB":
+            break
+        number /= 1000
+    return f"{number:.1f} {unit}" if unit != "B" else f"{size} B"

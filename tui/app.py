@@ -1,7 +1,8 @@
 """The torchdeck Textual app: wizard → dashboard → checkpoint browser.
 
 Screens never talk to each other directly; they ask the app to move on (``start_run``,
-``resume_run``, ``watch_run``, ``open_browser``, ``new_run``), and the app swaps the screen.
+``resume_run``, ``watch_run``, ``open_browser``, ``new_run``), and the app swaps the screen;
+``open_tensors`` stacks the model-file browser over the screen that asked, to go back to.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ class TorchdeckApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
 
     def __init__(self, out: str | Path = "checkpoints", watch: str | Path | None = None,
-                 browse: bool = False) -> None:
+                 browse: bool = False, inspect: str | Path | None = None) -> None:
         super().__init__()
         self.out = Path(out)
         self._watch = Path(watch) if watch else None
         self._browse = browse
+        self._inspect = Path(inspect) if inspect else None
         self.bug = ""  # the line of the bug that ended the app, if one did
 
     # --- the last resort: a bug is one line and a log, never a traceback over the screen -------
@@ -68,6 +70,8 @@ class TorchdeckApp(App):
     def on_mount(self) -> None:
         if self._watch is not None:
             self.watch_run(self._watch)
+        elif self._inspect is not None:
+            self.open_tensors(self._inspect)
         elif self._browse:
             self.open_browser()
         else:
@@ -109,3 +113,17 @@ class TorchdeckApp(App):
         from tui.browser import BrowserScreen
 
         self._show(BrowserScreen(out=self.out, select=Path(select) if select else None))
+
+    def open_tensors(self, path: str | Path | None) -> None:
+        """The tensors of a model file or run directory, over the screen that asked (q goes back);
+        None: nothing to open (a cancelled dialog, or a run without a checkpoint, already said)."""
+        from tui.tensors import TensorScreen
+
+        if path is not None:
+            self.push_screen(TensorScreen(path))
+
+    def action_ask_tensors(self) -> None:
+        """Ask for a model file (the run browser's "open a file") and show its tensors."""
+        from tui.tensors import file_dialog
+
+        self.push_screen(file_dialog(self.out), self.open_tensors)

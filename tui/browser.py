@@ -42,7 +42,7 @@ from tui.widgets import EpochTable, LossCurve, plain
 
 STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "bold cyan"}
 COLUMNS = ("run", "task", "model", "epochs", "best", "status", "started")
-RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "export", "delete"}
+RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "export", "delete", "tensors"}
 
 
 def _date(timestamp: float | None) -> str:
@@ -164,6 +164,8 @@ class BrowserScreen(Screen):
         Binding("d", "delete", "delete"),
         Binding("n", "new_run", "new run"),
         Binding("o", "open_folder", "folder"),
+        Binding("t", "tensors", "tensors"),
+        Binding("f", "app.ask_tensors", "open a file"),
     ]
     AUTO_FOCUS = "#runs"
     REFRESH_SECONDS = 3.0
@@ -381,6 +383,9 @@ class BrowserScreen(Screen):
 
     def action_new_run(self) -> None:
         self.app.new_run()
+
+    def action_tensors(self) -> None:
+        self.app.open_tensors(self._checkpointed())
 
     def action_open_folder(self) -> None:
         def open_folder(folder: Path | None) -> None:

@@ -25,6 +25,7 @@ from engine import usercode
 from engine.data.folders import DEFAULT_SIZE
 from engine.data.tasks import TASKS
 from engine.errors import ConfigError, TorchdeckError
+from engine.text import size_text
 from engine.train.models import MODELS, build_model
 
 # Tensors of state per parameter tensor that each optimizer keeps (torch.optim's own): Adam's two
@@ -179,13 +180,3 @@ def _advice(config) -> str:
         smaller.append("a smaller --image-size")
     return ", ".join([*smaller, "a smaller --batch-size"][:-1]) + " or a smaller --batch-size" if smaller \
         else "a smaller --batch-size"
-
-
-def size_text(size: int) -> str:
-    """Bytes in decimal units, as memory is sold and ``free -h --si`` counts: 42.1 GB."""
-    number, unit = float(size), "B"
-    for unit in ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB"):
-        if number < 999.95 or unit == "ZB":
-            break
-        number /= 1000
-    return f"{number:.1f} {unit}" if unit != "B" else f"{size} B"

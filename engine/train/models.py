@@ -118,7 +118,8 @@ def _resnet18(config, input_shape: list[int], outputs: int) -> nn.Module:
     # torchvision's initialisation of conv1, kept for a replaced one
     nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
     if config.weights:
-        vision.load_weights(model, config.weights, " (conv1 is 3x3 for images under 64x64 and takes the task's channels)")
+        vision.load_weights(model, config.weights, " (conv1 is 3x3 for images under 64x64 and takes the task's channels)",
+                            strip_prefix=config.strip_prefix)
     if config.freeze:
         vision.freeze(model)
     return model
@@ -169,7 +170,7 @@ MODELS: Catalog[ModelSpec] = Catalog(
         ),
         ModelSpec(
             "resnet18", "torchvision ResNet-18 for images, from scratch or fine-tuned from local weights",
-            ("weights", "freeze"), _resnet18, images_only=True,
+            ("weights", "strip_prefix", "freeze"), _resnet18, images_only=True,
         ),
     ],
     _more_models,

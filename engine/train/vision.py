@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from engine.errors import CheckpointError, ConfigError
-from engine.store import checkpoint
-from engine.text import first_line
+from engine.store.modelfiles import open_file
+from engine.text import first_line, plural, printable
 from engine.train.modelspec import ModelSpec, image_shape
 
 # Built without their auxiliary classifiers (training returns plain logits); the keys of those
@@ -37,7 +37,7 @@ def spec(name: str):
     if not isinstance(name, str) or name not in names():
         return None
     return ModelSpec(name, f"torchvision {name} (from scratch, or fine-tuned from --weights)",
-                     ("weights", "freeze"), functools.partial(build, name), images_only=True)
+                     ("weights", "strip_prefix", "freeze"), functools.partial(build, name), images_only=True)
 
 
 def build(name: str, config, input_shape: list[int], outputs: int) -> nn.Module:
@@ -48,7 +48,8 @@ def build(name: str, config, input_shape: list[int], outputs: int) -> nn.Module:
         replace_stem(model, channels)
     _check_size(name, model, [channels, height, width])
     if config.weights:
-        load_weights(model, config.weights, " (the first convolution takes the task's channels)", _AUX.get(name, ()))
+        load_weights(model, config.weights, " (the first convolution takes the task's channels)", _AUX.get(name, ()),
+                     config.strip_prefix)
     if config.freeze:
         freeze(model)
     return model
@@ -117,12 +118,15 @@ def freeze(model: nn.Module) -> None:
         parameter.requires_grad_(id(parameter) in kept)
 
 
-def load_weights(model: nn.Module, path: str, note: str = "", ignored: tuple[str, ...] = ()) -> None:
+def load_weights(model: nn.Module, path: str, note: str = "", ignored: tuple[str, ...] = (),
+                 strip_prefix: str | None = None) -> None:
     """Load the state dict in ``path`` into ``model``, keeping the fresh head (:func:`head`) where
     the file's is of another shape (fine-tuning on a task with other classes). ``note`` ends the
     message for a stem of another shape; keys starting with one of ``ignored`` are left out (the
-    auxiliary classifiers torchvision's files hold for a model built without them)."""
-    state = {k: v for k, v in _read_state_dict(path).items() if not k.startswith(ignored or ("\0",))}
+    auxiliary classifiers torchvision's files hold for a model built without them), and
+    ``strip_prefix`` is taken off the keys that start with it (``module.`` of a DataParallel)."""
+    state = {k.removeprefix(strip_prefix or ""): v for k, v in _read_state_dict(path).items()}
+    state = {k: v for k, v in state.items() if not k.startswith(ignored or ("\0",))}
     own = model.state_dict()
     prefix = head(model)[0] + "."
     for key, tensor in state.items():
@@ -136,8 +140,27 @@ def load_weights(model: nn.Module, path: str, note: str = "", ignored: tuple[str
     result = model.load_state_dict({k: v for k, v in state.items() if k not in skipped}, strict=False)
     missing = [key for key in result.missing_keys if key not in skipped]
     if missing or result.unexpected_keys:
-        problem = f"it lacks {missing[0]}" if missing else f"the model has no {result.unexpected_keys[0]}"
-        raise ConfigError(f"weights: {path} does not fit this model: {problem}", option="weights")
+        raise ConfigError(f"weights: {path} does not fit this model: {_misfit(missing, result.unexpected_keys, own)}",
+                          option="weights")
+
+
+def _misfit(missing: list[str], unexpected: list[str], own: dict) -> str:
+    """Every key that does not fit, at once, and the prefix to strip when the file's keys are
+    the model's under a wrapper's name (``module.``, ``model.``)."""
+    parts = [f"it lacks {_keys(missing)}"] if missing else []
+    parts += [f"the model has no {_keys(unexpected)}"] if unexpected else []
+    first = unexpected[0] if unexpected else ""
+    for end in (i + 1 for i, char in enumerate(first) if char == "."):
+        if all(key.startswith(first[:end]) and key[end:] in own for key in unexpected):
+            parts.append(f"try --strip-prefix {printable(first[:end])}")
+            break
+    return "; ".join(parts)
+
+
+def _keys(keys: list[str], shown: int = 10) -> str:
+    """``a, b, c (3 keys)``: the first ``shown`` of them named, all of them counted."""
+    more = ", …" if len(keys) > shown else ""
+    return f"{printable(', '.join(keys[:shown]))}{more} ({plural(len(keys), 'key')})"
 
 
 def _check_tensor(path: str, key: str, tensor: torch.Tensor, own: torch.Tensor | None) -> None:
@@ -156,18 +179,21 @@ def _check_tensor(path: str, key: str, tensor: torch.Tensor, own: torch.Tensor |
 
 
 def _read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """The tensors in ``path``, read with ``weights_only=True`` so a hostile file never runs code.
-
-    Accepts a plain state dict (what ``torch.save(model.state_dict())`` writes and torchvision's
-    weight files hold: this model is torchvision's, so their keys match) or one kept under
-    ``model`` or ``state_dict`` (a torchdeck checkpoint, many training scripts' checkpoints).
-    """
+    """The model's weights in ``path``, read without running anything (engine.store.modelfiles):
+    a plain state dict (``torch.save(model.state_dict())``, torchvision's weight files: this model
+    is torchvision's, so their keys match), one at any depth of a training checkpoint (``model``,
+    ``state_dict``, ``model_state``, ...), or a safetensors file. A file that would build Python
+    objects when loaded is refused, even where its tensors could be read without loading it."""
     try:
-        data = checkpoint.read_safely(path)
+        found = open_file(path)
+        if found.globals:
+            raise CheckpointError(f"{path} was refused: loading it would run or build Python objects "
+                                  f"({printable(', '.join(found.globals[:8]))}); torchdeck only reads plain data")
+        if not found.tensors:
+            raise CheckpointError(f"{path} holds no state dict (a mapping of names to tensors)")
+        unread = [name for name, tensor in found.tensors.items() if tensor.read is None]
+        if unread:
+            raise CheckpointError(f"{path}: the values of {printable(unread[0])} are not in the file")
+        return {name: tensor.read() for name, tensor in found.tensors.items()}
     except CheckpointError as exc:
         raise ConfigError(f"weights: {exc}", option="weights") from None
-    if isinstance(data, dict):
-        data = data.get("model", data.get("state_dict", data))
-    if not isinstance(data, dict) or not data or not all(isinstance(v, torch.Tensor) for v in data.values()):
-        raise ConfigError(f"weights: {path} holds no state dict (a mapping of names to tensors)", option="weights")
-    return data

@@ -1,4 +1,4 @@
-"""Exporting a trained model for use without torchdeck: TorchScript, ONNX or a plain state dict.
+"""Exporting a trained model for use without torchdeck: TorchScript, ONNX, a state dict or safetensors.
 
 A checkpoint holds what torchdeck needs to rebuild a model, but whoever serves the model (a web
 service, a phone app, another language) has neither torchdeck nor its catalogs. An export is one
@@ -8,8 +8,8 @@ an image's mode, size and normalisation) and how to read what comes out (class n
 of a regression target).
 
 Nothing is reported done unless it works: the file is written under a temporary name, loaded
-back the way a consumer loads it (``torch.jit.load``, an onnxruntime session, or
-``torch.load(weights_only=True)`` into a freshly built model), run on real samples of the task
+back the way a consumer loads it (``torch.jit.load``, an onnxruntime session, or the weights
+read safely into a freshly built model), run on real samples of the task
 and compared with the checkpoint's own model. Only then are the file and its sidecar renamed
 into place (engine.store.atomic), so a failed export leaves nothing behind and never
 half-replaces an earlier one.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import importlib
 import io
 import json
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -75,6 +77,7 @@ class ExportFormat:
     reload: Callable[[Path, SavedRun], Runner]  # the written file, loaded back as a consumer would
     usage: str  # how a consumer loads the file, for the sidecar
     needs: tuple[str, ...] = ()  # modules of the optional extra this format needs
+    graph: bool = True  # False: the file holds the weights alone, and the sidecar describes the layers
 
 
 # --- the formats --------------------------------------------------------------------------
@@ -124,10 +127,16 @@ def _write_state_dict(model: nn.Module, example: torch.Tensor, path: Path) -> No
     torch.save(dict(model.state_dict()), path)
 
 
-def _reload_state_dict(path: Path, saved: SavedRun) -> Runner:
-    """Exactly what a consumer does: a safe load into a model built from the same description."""
+def _write_safetensors(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    """Each tensor a contiguous copy of its own: the format refuses tensors sharing memory (tied weights)."""
+    tensors = {key: tensor.detach().cpu().contiguous().clone() for key, tensor in model.state_dict().items()}
+    path.write_bytes(safetensors.torch.save(tensors, metadata={"format": "pt"}))
+
+
+def _reload_weights(read: Callable[[Path], dict[str, torch.Tensor]], path: Path, saved: SavedRun) -> Runner:
+    """Exactly what a consumer does: the file's tensors, read safely, into a model built from the same description."""
     model = build_model(saved.config.replace(weights=None), saved.meta)
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(read(path))
     return model.eval()
 
 
@@ -148,8 +157,14 @@ FORMATS: Catalog[ExportFormat] = Catalog(
         ),
         ExportFormat(
             "state-dict", "the weights alone (tensors), for the architecture the sidecar describes",
-            ".state_dict.pt", _write_state_dict, _reload_state_dict,
-            "model.load_state_dict(torch.load(FILE, weights_only=True)) into the architecture in 'model'",
+            ".state_dict.pt", _write_state_dict,
+            functools.partial(_reload_weights, lambda path: torch.load(path, map_location="cpu", weights_only=True)),
+            "model.load_state_dict(torch.load(FILE, weights_only=True)) into the architecture in 'model'", graph=False,
+        ),
+        ExportFormat(
+            "safetensors", "the weights alone (safetensors), for the architecture the sidecar describes", ".safetensors",
+            _write_safetensors, functools.partial(_reload_weights, lambda path: safetensors.torch.load(path.read_bytes())),
+            "model.load_state_dict(safetensors.torch.load_file(FILE)) into the architecture in 'model'", graph=False,
         ),
     ],
 )
@@ -313,7 +328,7 @@ def sidecar(saved: SavedRun, spec: ExportFormat, file_name: str, check: dict[str
         "options": {option: config.to_dict().get(option) for option in MODELS[config.model].options},
         "parameters": sum(p.numel() for p in saved.model.parameters()),
     }
-    if spec.name == "state-dict":  # the file has no graph: the layers say what to build
+    if not spec.graph:  # the file has no graph: the layers say what to build
         model["architecture"] = str(saved.model)
     return strict_json({
         "format": spec.name,

@@ -106,7 +106,7 @@ def test_inspect(cli, iris_run):
     assert text.code == 0
     words = " ".join(text.out.split())  # however long the folder's path makes the lines wrap
     for expected in ("status finished", "epoch 30/30", "243 parameters", "best accuracy", "test loss",
-                     "history", "layers", "last.pt", "torch"):
+                     "history", "tensors at model", "Linear", "last.pt", "torch"):
         assert expected in words
     info = json.loads(cli("inspect", iris_run, "--json").out)
     assert info["status"] == "finished" and info["epoch"] == 30 and info["parameters"] == 243

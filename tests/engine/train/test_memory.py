@@ -13,6 +13,7 @@ from PIL import Image
 from engine.config import RunConfig
 from engine.data import folders
 from engine.errors import ConfigError
+from engine.text import size_text
 from engine.train import memory
 from engine.train.models import build_model
 from engine.train.optim import OPTIMIZERS
@@ -122,5 +123,5 @@ def test_without_proc_meminfo_the_cpu_falls_back_to_sysconf(monkeypatch):
 
 
 def test_sizes_are_written_in_decimal_units():
-    assert [memory.size_text(size) for size in (0, 999, 1000, 999_949, 999_950, 42_100_000_000, 10**25)] == \
+    assert [size_text(size) for size in (0, 999, 1000, 999_949, 999_950, 42_100_000_000, 10**25)] == \
         ["0 B", "999 B", "1.0 kB", "999.9 kB", "1.0 MB", "42.1 GB", "10000.0 ZB"]

@@ -163,7 +163,7 @@ def test_resnet18_explains_unusable_weights(tmp_path, content):
         torch.save({"epoch": 3}, path)  # loads, but holds no tensors
     else:
         path.write_bytes(content)
-    with pytest.raises(ConfigError, match=r"^weights: .*weights\.pt (is damaged|was refused|holds no state dict|is empty)"):
+    with pytest.raises(ConfigError, match=r"^weights: .*weights\.pt (is damaged|was refused|holds no state dict|is empty|is not a model file)"):
         build("resnet18", (3, 32, 32), weights=str(path))
 
 

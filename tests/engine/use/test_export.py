@@ -21,6 +21,7 @@ import pytest
 import torch
 from conftest import shape_images, write_idx_pair
 from PIL import Image
+from safetensors.torch import load_file
 from sklearn.datasets import load_iris
 from torch import nn
 
@@ -90,7 +91,7 @@ def consumer_outputs(path: str, info: dict, inputs: np.ndarray) -> np.ndarray:
         model = torch.jit.load(path)
     else:
         model = hand_built(info)
-        model.load_state_dict(torch.load(path, weights_only=True))
+        model.load_state_dict(load_file(path) if info["format"] == "safetensors" else torch.load(path, weights_only=True))
     with torch.no_grad():
         return model(torch.from_numpy(inputs)).numpy()
 
@@ -190,6 +191,40 @@ def test_a_state_dict_is_plain_tensors_and_the_sidecar_describes_the_layers(runs
     assert "Linear(in_features=4, out_features=16" in result["model"]["architecture"]
 
 
+def test_safetensors_holds_the_same_tensors_and_the_sidecar_describes_the_layers(runs, tmp_path):
+    result = export(load(runs["iris"]), "safetensors", tmp_path)
+    assert Path(result["path"]) == tmp_path / "best.safetensors" and result["verification"]["passed"]
+    state = load_file(result["path"])
+    checkpoint = torch.load(runs["iris"] / "best.pt", weights_only=True)["model"]
+    assert state.keys() == checkpoint.keys() and all(torch.equal(state[k], checkpoint[k]) for k in state)
+    assert "Linear(in_features=4, out_features=16" in result["model"]["architecture"]
+    assert "safetensors.torch.load_file(FILE)" in result["load"]
+
+
+TIED = """
+from torch import nn
+
+
+class Tied(nn.Module):
+    def __init__(self, in_features, num_classes):
+        super().__init__()
+        self.first, self.second = nn.Linear(in_features, in_features), nn.Linear(in_features, in_features)
+        self.head = nn.Linear(in_features, num_classes)
+        self.second.weight = self.first.weight  # one tensor under two names, as tied embeddings are
+
+    def forward(self, x):
+        return self.head(self.second(self.first(x).relu()))
+"""
+
+
+def test_safetensors_takes_tied_weights(tmp_path):
+    (tmp_path / "tied.py").write_text(TIED)
+    run_dir = trained(tmp_path / "runs", "tied", "iris", model=f"{tmp_path / 'tied.py'}:Tied", epochs=1)
+    result = export(load(run_dir), "safetensors")
+    state = load_file(result["path"])
+    assert result["verification"]["passed"] and torch.equal(state["first.weight"], state["second.weight"])
+
+
 def test_a_csv_table_exports_its_encoding_and_falls_back_to_random_inputs_without_its_data(tmp_path):
     rows = [f"{i % 7},{['red', 'blue', 'green'][i % 3]},{i % 2}" for i in range(90)]
     table = tmp_path / "table.csv"
@@ -240,7 +275,7 @@ def test_the_command_prints_the_files_and_the_check(cli, cli_run):
 
 @pytest.mark.parametrize("args, message", [
     (["iris", "--format", "onx"], "format: 'onx' is not a known format; choose one of torchscript, onnx, "
-                                  "state-dict (did you mean 'onnx'?)"),
+                                  "state-dict, safetensors (did you mean 'onnx'?)"),
     (["nowhere"], "no such file"),
     (["not-a-run"], "not a torchdeck run directory"),
     (["junk.pt"], "damaged or not a PyTorch file"),
