@@ -118,3 +118,25 @@ def test_a_run_directory_means_its_checkpoint(iris):
 def test_a_missing_file_is_one_line(tmp_path):
     with pytest.raises(TorchdeckError, match="no such file"):
         diff(tmp_path / "nowhere.pt", saved(tmp_path / "a.pt", weights()))
+
+
+def test_the_same_weights_in_every_format_are_equal(tmp_path):
+    """A model's state dict, its TorchScript archive and its ONNX graph hold the same tensors."""
+    import warnings
+
+    pytest.importorskip("onnx")
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2).eval()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    with warnings.catch_warnings():  # torch.jit and the TorchScript-based ONNX exporter are deprecated
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.trace(model, torch.zeros(1, 3)), tmp_path / "scripted.pt")
+        torch.onnx.export(model, (torch.zeros(1, 3),), str(tmp_path / "model.onnx"), dynamo=False)
+    for name in ("scripted.pt", "model.onnx"):
+        result = diff(tmp_path / "weights.pt", tmp_path / name)
+        assert result["equal"] and result["equal_tensors"] == 2, name
+    model.weight.data[0, 0] += 0.5
+    torch.save(model.state_dict(), tmp_path / "changed.pt")
+    changed = diff(tmp_path / "scripted.pt", tmp_path / "changed.pt")
+    assert not changed["equal"] and changed["different_tensors"] == 1
+    assert changed["common"][0]["max_abs_diff"] == pytest.approx(0.5)
