@@ -195,6 +195,13 @@ def text(widget) -> str:
     return console.export_text()
 
 
+async def calm(pilot, screen) -> None:
+    """Let the wizard's jobs (a data load, a parameter count) start, finish and answer."""
+    await pilot.pause()
+    await until(pilot, lambda: not (pilot.app.is_running and screen.later.busy))
+    await pilot.pause()
+
+
 async def settle(pilot) -> None:
     """Wait until every job has finished and its outcome has reached the screen (a failed job
     shows its message there too)."""

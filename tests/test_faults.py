@@ -296,7 +296,7 @@ def test_watch_dashboard_shows_a_killed_run_as_failed(killed):
         async with app.run_test(size=(120, 36)) as pilot:
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
             assert app.screen.ended.name == "run_failed"
-            assert "killed?" in text(app.screen.query_one("#result", Static))
+            assert "killed?" in text(app.screen.query_one("#result-text", Static))
 
     asyncio.run(scenario())
 
@@ -338,9 +338,9 @@ def test_sighup_stops_saves_and_records_why(cli, tmp_path):
     assert "status stopped (received SIGHUP)" in shown.out
     summary = runs.summary(run_dir)
     assert (summary["status"], summary["reason"]) == ("stopped", "received SIGHUP")
-    from tui.browser import _heading
+    from tui.rundetails import heading
 
-    assert "stopped (received SIGHUP)" in _heading(summary).plain
+    assert "stopped (received SIGHUP)" in heading(summary).plain
 
 
 def test_a_second_signal_quits_at_once_and_the_last_checkpoint_survives(tmp_path):

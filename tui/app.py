@@ -40,6 +40,7 @@ class TorchdeckApp(App):
         self._browse = browse
         self._inspect = Path(inspect) if inspect else None
         self.bug = ""  # the line of the bug that ended the app, if one did
+        self.farewell = ""  # what the shell is told once the app has closed (a stopped run's resume command)
 
     # --- the last resort: a bug is one line and a log, never a traceback over the screen -------
     # Jobs (tui.background) already end in a message on their screen. Actions (every key binding)
@@ -61,8 +62,11 @@ class TorchdeckApp(App):
         self.exit(return_code=1)
 
     def run(self, *args: Any, **kwargs: Any) -> Any:
-        """Run the app; after a bug ended it, its one line on stderr (the terminal is itself again)."""
+        """Run the app; then, the terminal itself again, its farewell on stdout and the one line of
+        a bug that ended it on stderr."""
         result = super().run(*args, **kwargs)
+        if self.farewell:
+            print(self.farewell)
         if self.bug:
             print(self.bug, file=sys.stderr)
         return result
@@ -121,6 +125,14 @@ class TorchdeckApp(App):
 
         if path is not None:
             self.push_screen(TensorScreen(path))
+
+    def action_leave(self) -> None:
+        """q and Escape on a screen: back to the one below, or out of the app from the main screen
+        (the app's blank default screen is always at the bottom of the stack)."""
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+        else:
+            self.exit()
 
     def action_ask_tensors(self) -> None:
         """Ask for a model file (the run browser's "open a file") and show its tensors."""

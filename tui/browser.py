@@ -10,26 +10,22 @@ otherwise hold up the first frame. The dialogs the actions open live in ``tui.di
 
 from __future__ import annotations
 
-import datetime
 from pathlib import Path
 from typing import Any, Callable
 
 from rich.cells import cell_len
-from rich.columns import Columns
-from rich.console import Group, RenderableType
-from rich.table import Table
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker
 
 from engine.errors import TorchdeckError
 from engine.store import rundir, runs
-from engine.text import fmt, metrics_text, printable
+from engine.text import printable
 from tui.background import answer, failure, in_thread
 from tui.dialogs import (
     AskDialog,
@@ -38,30 +34,19 @@ from tui.dialogs import (
     ExportDialog,
     PredictDialog,
 )
+from tui.rundetails import (
+    COLUMNS,
+    NAME_WIDTH,
+    checkpoint_tables,
+    checkpoint_text,
+    config_text,
+    overview,
+    row,
+)
 from tui.widgets import EpochTable, LossCurve, plain
 
-STATUS_STYLE = {"finished": "green", "stopped": "yellow", "failed": "red", "running": "bold cyan"}
-COLUMNS = ("run", "task", "model", "epochs", "best", "status", "started")
 RUN_ACTIONS = {"resume", "watch", "evaluate", "predict", "export", "delete", "tensors"}
-
-
-def _date(timestamp: float | None) -> str:
-    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M") if timestamp else "?"
-
-
-def _best_text(best: dict[str, Any]) -> str:
-    return f"{best['monitor']} {fmt(best['value'])}" if best else "–"
-
-
-def _status_text(run: dict[str, Any]) -> Text:
-    return Text(run["status"], style=STATUS_STYLE.get(run["status"], ""))
-
-
-def _row(run: dict[str, Any]) -> tuple[str | Text, ...]:
-    """The cells of a run in the list, in the order of COLUMNS (names as text: a table reads a
-    plain string as markup)."""
-    return (plain(run["name"]), plain(run["task"]), plain(run["model"]), f"{run['epochs_done']}/{run['epochs']}",
-            _best_text(run["best"]), _status_text(run), _date(run["started"]))
+CHECKPOINT_ACTIONS = {"resume", "evaluate", "predict", "export", "tensors"}  # offered once one is saved
 
 
 def _more_epochs(done: int) -> Callable[[str], int]:
@@ -86,61 +71,6 @@ def _folder(text: str) -> Path:
     return folder
 
 
-def _heading(run: dict[str, Any]) -> Text:
-    """The run in three lines: name and status, what it is and how far it got, why it failed."""
-    text = Text.assemble(plain(run["name"], "bold"), "  ", _status_text(run))
-    if run["reason"]:
-        text.append(printable(f" ({run['reason']})"))
-    text.append(f" · started {_date(run['started'])}\n")
-    facts = [f"task {run['task']}", f"model {run['model']}"]
-    if run["parameters"]:
-        facts.append(f"{run['parameters']:,} parameters")
-    facts.append(f"epoch {run['epochs_done']}/{run['epochs']}")
-    best = run["best"]
-    facts.append(f"best {_best_text(best)} at epoch {best['epoch']}" if best else "no best epoch yet")
-    text.append(printable(" · ".join(facts)))
-    if run["message"]:
-        text.append("\n" + printable(run["message"]), style="red")
-    return text
-
-
-def _checkpoint_text(info: dict[str, Any]) -> Text:
-    """What only the checkpoint knows: when it was saved, the last epoch, the test scores, the data."""
-    lines = [f"{Path(info['path']).name} saved {_date(info['saved_at'])} · step {info['global_step']}"]
-    if info["last"]:
-        last = info["last"]
-        lines.append(f"last   train_loss {fmt(last['train_loss'])}  val_loss {fmt(last['val_loss'])}  "
-                     f"{metrics_text(last['metrics'])}")
-    if info["test"]:
-        lines.append(f"test   {metrics_text(info['test'])}")
-    lines.append(f"features  {', '.join(info['features'])}")
-    if info["classes"]:
-        lines.append(f"classes   {', '.join(info['classes'])}")
-    return Text("\n".join(map(printable, lines)))
-
-
-def _overview(run: dict[str, Any], detail: Text) -> RenderableType:
-    config = Columns([Text.assemble(plain(f"{key} ", "dim"), plain(value)) for key, value in run["config"].items()],
-                     padding=(0, 2))
-    return Group(_heading(run), Text(), detail, Text(), Text("config", style="bold"), config)
-
-
-def _checkpoint_tables(info: dict[str, Any]) -> RenderableType:
-    """The model's layers and the run directory's files, side by side where they fit."""
-    layers = Table(title="layers", title_justify="left")
-    for column, justify in (("name", "left"), ("shape", "left"), ("parameters", "right")):
-        layers.add_column(column, justify=justify)
-    for layer in info["layers"]:
-        layers.add_row(plain(layer["name"]), "×".join(map(str, layer["shape"])), f"{layer['parameters']:,}")
-    layers.add_row(Text("total", style="bold"), "", Text(f"{info['parameters']:,}", style="bold"))
-    files = Table(title="files", title_justify="left")
-    files.add_column("name")
-    files.add_column("bytes", justify="right")
-    for name, size in info["files"].items():
-        files.add_row(plain(name), f"{size:,}")
-    return Columns([layers, files], padding=(0, 2))
-
-
 class BrowserScreen(Screen):
     """Every run in a folder (newest first), the highlighted run's details, and actions on it.
 
@@ -149,23 +79,32 @@ class BrowserScreen(Screen):
     """
 
     DEFAULT_CSS = """
-    BrowserScreen #runs { height: 2fr; min-height: 4; }
-    BrowserScreen TabbedContent { height: 3fr; }
+    BrowserScreen #runs { height: auto; max-height: 40%; min-height: 3; }
+    BrowserScreen TabbedContent { height: 1fr; min-height: 6; }
     BrowserScreen ContentSwitcher { height: 1fr; }
     BrowserScreen TabPane { height: 1fr; padding: 0 1; }
     BrowserScreen EpochTable, BrowserScreen LossCurve { height: 1fr; }
+    BrowserScreen #overview-loss { width: 1fr; margin-left: 2; }
+    BrowserScreen.-narrow #overview-loss, BrowserScreen.-short #overview-config { display: none; }
+    BrowserScreen #overview-config { margin-top: 1; }
     """
+    # A large terminal shows more at once: the loss beside the overview, the config below it.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (40, "-tall")]
+    # Words short enough for every key that applies to fit an 80-column footer; the tooltips say more.
     BINDINGS = [
         Binding("r", "resume", "resume"),
         Binding("w", "watch", "watch"),
-        Binding("e", "evaluate", "evaluate"),
+        Binding("e", "evaluate", "eval", tooltip="evaluate the best checkpoint on a split"),
         Binding("p", "predict", "predict"),
         Binding("x", "export", "export"),
         Binding("d", "delete", "delete"),
-        Binding("n", "new_run", "new run"),
-        Binding("o", "open_folder", "folder"),
-        Binding("t", "tensors", "tensors"),
-        Binding("f", "app.ask_tensors", "open a file"),
+        Binding("n", "new_run", "new", tooltip="start a new run"),
+        Binding("o", "open_folder", "dir", tooltip="list the runs of another folder"),
+        Binding("t", "tensors", "tensors", tooltip="the tensors of the run's checkpoint"),
+        Binding("f", "app.ask_tensors", "file", tooltip="open any model file"),
+        Binding("q", "app.leave", "quit"),
+        Binding("escape", "app.leave", "quit", show=False),
     ]
     AUTO_FOCUS = "#runs"
     REFRESH_SECONDS = 3.0
@@ -177,15 +116,18 @@ class BrowserScreen(Screen):
         self.runs: dict[str, dict[str, Any]] = {}  # runs.summary of each listed run, by row key
         self.listed: Path | None = None  # the folder those runs are in
         self.shown: dict[str, Any] | None = None  # the summary whose details are on screen
+        self.saved = False  # whether that run has a checkpoint yet
         self._listing: Worker | None = None
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         with TabbedContent():
-            with TabPane("overview", id="overview"):
+            with TabPane("overview", id="overview"), Horizontal():
                 with VerticalScroll():
                     yield Static(id="overview-text")
+                    yield Static(id="overview-config")
+                yield LossCurve(id="overview-loss")
             with TabPane("epochs", id="epochs"):
                 yield EpochTable()
             with TabPane("loss", id="loss"):
@@ -193,7 +135,10 @@ class BrowserScreen(Screen):
             with TabPane("checkpoint", id="checkpoint"):
                 with VerticalScroll():
                     yield Static(id="checkpoint-text")
-        yield Footer()
+            with TabPane("config", id="config"):
+                with VerticalScroll():
+                    yield Static(id="config-text")
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.reload()
@@ -235,13 +180,13 @@ class BrowserScreen(Screen):
             keep = next((key for key, run in fresh.items() if run["path"].resolve() == self.select), keep)
             self.select = None
         self.runs, self.listed = fresh, folder
-        rows = {key: _row(run) for key, run in fresh.items()}
+        rows = {key: row(run) for key, run in fresh.items()}
         # Widths are set here: an auto width settles only after the rows may have been drawn
         # (and cached) at the width of the header.
         table.clear(columns=True)
         for index, label in enumerate(COLUMNS):
             width = max([cell_len(label), *(cell_len(str(cells[index])) for cells in rows.values())])
-            table.add_column(label, width=width)
+            table.add_column(label, width=min(width, NAME_WIDTH) if label == "run" else width)
         for key, cells in rows.items():
             table.add_row(*cells, key=key)
         if keep in fresh:
@@ -266,20 +211,23 @@ class BrowserScreen(Screen):
         if run is not None and run == self.shown:
             return
         self.shown = run
+        self.saved = run is not None and any((run["path"] / name).is_file() for name in (rundir.LAST, rundir.BEST))
         self.refresh_bindings()
         self.query_one(EpochTable).show_history([])
-        self.query_one(LossCurve).show_history([])
+        for curve in self.query(LossCurve):
+            curve.show_history([])
         self.query_one("#checkpoint-text", Static).update("")
-        overview = self.query_one("#overview-text", Static)
+        for config in self.query("#config-text, #overview-config").results(Static):
+            config.update(config_text(run) if run else "")
+        details = self.query_one("#overview-text", Static)
         if run is None:
-            overview.update(plain(f"No runs in {self.out}: press n to start one, or o to open another folder."))
+            details.update(plain(f"No runs in {self.out}: press n to start one, or o to open another folder."))
             return
-        path = run["path"]
-        if not any((path / name).is_file() for name in (rundir.LAST, rundir.BEST)):
-            overview.update(_overview(run, Text("no checkpoint yet: one is written at the end of each epoch",
-                                                style="dim")))
+        if not self.saved:
+            details.update(overview(run, Text("no checkpoint yet: one is written at the end of each epoch",
+                                              style="dim")))
             return
-        overview.update(_overview(run, Text("reading the checkpoint…", style="dim")))
+        details.update(overview(run, Text("reading the checkpoint…", style="dim")))
         self.describe(run)
 
     @in_thread("details")
@@ -296,22 +244,24 @@ class BrowserScreen(Screen):
         """Fill in what ``inspect.describe`` found, or the engine's reason it could not."""
         if run is not self.shown:
             return
-        overview = self.query_one("#overview-text", Static)
+        details = self.query_one("#overview-text", Static)
         if isinstance(info, str):
-            overview.update(_overview(run, plain(info, "red")))
+            details.update(overview(run, plain(info, "red")))
             return
-        overview.update(_overview(run, _checkpoint_text(info)))
+        details.update(overview(run, checkpoint_text(info)))
         self.query_one(EpochTable).show_history(info["history"], best_epoch=info["best"].get("epoch"))
-        self.query_one(LossCurve).show_history(info["history"])
-        self.query_one("#checkpoint-text", Static).update(_checkpoint_tables(info))
+        for curve in self.query(LossCurve):
+            curve.show_history(info["history"], best_epoch=info["best"].get("epoch"))
+        self.query_one("#checkpoint-text", Static).update(checkpoint_tables(info))
 
     # --- actions ------------------------------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Offer only what fits the highlighted run: watch while it trains, resume otherwise."""
+        """Offer only what fits the highlighted run: watch while it trains, resume otherwise, and
+        what needs a checkpoint once it has one (the overview says when it will)."""
         if action not in RUN_ACTIONS:
             return True
-        if self.shown is None:
+        if self.shown is None or (action in CHECKPOINT_ACTIONS and not self.saved):
             return False
         running = self.shown["status"] == "running"
         return {"resume": not running, "watch": running}.get(action, True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
+from rich import box
 from rich.columns import Columns
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -138,6 +139,16 @@ class RunDialog(Dialog):
         if (problem := failure(event)) is not None:
             self.show_error(problem)
 
+    def show_error(self, text: str) -> None:
+        """A problem takes the last answer (or its "working…" line) away, so only the reason
+        shows, never an old result that reads as the answer to what was just asked."""
+        if text:
+            self.show_answer("")
+        super().show_error(text)
+
+    def show_answer(self, answer: RenderableType) -> None:
+        self.query_one(".answer", Static).update(answer)
+
 
 class EvaluateDialog(RunDialog):
     """Loss, metrics, confusion matrix and classification report on a split (test first)."""
@@ -151,7 +162,7 @@ class EvaluateDialog(RunDialog):
             yield _title(f"evaluate {self.run_dir.name}")
             yield Tabs(Tab("test", id="test"), Tab("validation", id="val"), Tab("train", id="train"))
             with VerticalScroll():
-                yield Static("loading the checkpoint…", id="result")
+                yield Static("loading the checkpoint…", id="result", classes="answer")
             yield Static(id="error")
         yield Footer()
 
@@ -164,7 +175,7 @@ class EvaluateDialog(RunDialog):
         if self.saved is None:
             return
         self.show_error("")
-        self.query_one("#result", Static).update(f"evaluating on the {self.split} split…")
+        self.show_answer(f"evaluating on the {self.split} split…")
         self.evaluate(self.saved, self.split)
 
     @in_thread("evaluate")
@@ -174,7 +185,7 @@ class EvaluateDialog(RunDialog):
         answer(self._show, evaluate(saved, split))
 
     def _show(self, result: dict[str, Any]) -> None:
-        self.query_one("#result", Static).update(_evaluation(result))
+        self.show_answer(_evaluation(result))
 
 
 def _evaluation(result: dict[str, Any]) -> RenderableType:
@@ -188,7 +199,7 @@ def _evaluation(result: dict[str, Any]) -> RenderableType:
 
 
 def _report_table(report: dict[str, Any]) -> Table:
-    table = Table(title="classification report", title_justify="left")
+    table = Table(title="classification report", title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("")
     for column in ("precision", "recall", "f1-score", "support"):
         table.add_column(column, justify="right")
@@ -209,7 +220,7 @@ class PredictDialog(RunDialog):
             yield _title(f"predict with {self.run_dir.name}")
             yield Static("loading the checkpoint…", id="features")
             yield Input(placeholder="feature values, comma-separated")
-            yield Static(id="prediction")
+            yield Static(id="prediction", classes="answer")
             yield Static(id="error")
         yield Footer()
 
@@ -228,9 +239,15 @@ class PredictDialog(RunDialog):
 
     @on(Input.Submitted)
     def submit(self, event: Input.Submitted) -> None:
+        """Predict what was typed; an empty field is refused (an image path of "" would mean ".")."""
         if self.saved is None:
             return
+        if not event.value.strip():
+            what = "an image's path" if self.saved.meta.image_mode is not None else "the feature values"
+            self.show_error(f"type {what} first")
+            return
         self.show_error("")
+        self.show_answer(Text("predicting…", style="dim"))
         self.predict(self.saved, event.value)
 
     @in_thread("predict")
@@ -244,7 +261,7 @@ class PredictDialog(RunDialog):
         answer(self._show, prediction)
 
     def _show(self, prediction: dict[str, Any]) -> None:
-        self.query_one("#prediction", Static).update(_prediction(prediction))
+        self.show_answer(_prediction(prediction))
 
 
 def _prediction(item: dict[str, Any]) -> RenderableType:
@@ -270,7 +287,7 @@ class ExportDialog(RunDialog):
             yield _title(f"export {self.run_dir.name}")
             yield Static("loading the checkpoint…", id="about")
             yield Horizontal(id="formats", classes="buttons")
-            yield Static(id="result")
+            yield Static(id="result", classes="answer")
             yield Static(id="error")
         yield Footer()
 
@@ -290,7 +307,7 @@ class ExportDialog(RunDialog):
     @on(Button.Pressed)
     def export_as(self, event: Button.Pressed) -> None:
         self.show_error("")
-        self.query_one("#result", Static).update(f"exporting as {event.button.id} and checking it…")
+        self.show_answer(f"exporting as {event.button.id} and checking it…")
         self.export(self.saved, event.button.id)
 
     @in_thread("export")
@@ -303,14 +320,8 @@ class ExportDialog(RunDialog):
             raise TorchdeckError(str(exc)) from exc
         answer(self._show, result)
 
-    def show_error(self, text: str) -> None:
-        """A failed export takes its "exporting…" line away, so only the reason shows."""
-        if text:
-            self.query_one("#result", Static).update("")
-        super().show_error(text)
-
     def _show(self, result: dict[str, Any]) -> None:
-        self.query_one("#result", Static).update(_export_text(result))
+        self.show_answer(_export_text(result))
 
 
 def _export_text(result: dict[str, Any]) -> Text:

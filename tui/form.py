@@ -2,11 +2,13 @@
 
 A row is made from the option alone: a list for a choice from a catalog (or from this machine's
 devices), a switch for a flag, text to type otherwise, and the option's help as its note. What
-is typed is read by RunConfig as the CLI's flags are, so a bad value gets the CLI's message.
+is typed is read by RunConfig as the CLI's flags are, so a bad value gets the CLI's message, with
+the flags it names turned into the rows that set them (:func:`in_rows`).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -16,7 +18,14 @@ from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
 from textual.widgets import Input, Label, Select, Static, Switch
 
-from engine.config import RunConfig, as_text, catalog, is_choice, option_help
+from engine.config import (
+    RunConfig,
+    as_text,
+    catalog,
+    is_choice,
+    option_help,
+    option_names,
+)
 from engine.device import device_name, resolve_device
 from engine.errors import ConfigError
 from engine.text import printable
@@ -46,6 +55,24 @@ def checked(base: RunConfig, values: dict[str, Any]) -> tuple[RunConfig | None, 
                 return None, errors
             errors[exc.option] = str(exc)
             trial[exc.option] = getattr(base, exc.option)
+
+
+# A CLI flag in an engine message, its value's placeholder (DIR, FILE) and the verb before it.
+_FLAG = re.compile(r"(?:\b(with|pass|give|use) )?--([a-z][a-z-]*)(?: [A-Z]+\b)?")
+_VERBS = {"with": "in the {} row", "pass": "fill in the {} row", "give": "fill in the {} row", "use": "set {} to"}
+
+
+def in_rows(message: str) -> str:
+    """An engine message as the wizard shows it: a flag of a RunConfig option becomes the row's
+    label ("give the image folder with --data-dir DIR" → "... in the data dir row"); the engine's
+    messages keep their flags for the CLI."""
+    def row(match: re.Match) -> str:
+        verb, option = match[1], match[2].replace("-", "_")
+        if option not in option_names():
+            return match[0]
+        return _VERBS.get(verb, "{}").format(option.replace("_", " "))
+
+    return _FLAG.sub(row, message)
 
 
 def device_choices(current: str) -> list[tuple[str, str]]:
@@ -101,13 +128,19 @@ class OptionRow(Vertical):
         self.control = control_for(option, value)
         self.note = Static(note(option, value), classes="note")
         self.error = Static(classes="error")
+        self.state = Static(_state(value), classes="state") if isinstance(self.control, Switch) else None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="line"):
             yield Label(self.option.replace("_", " "), classes="label")
             yield self.control
+            if self.state is not None:
+                yield self.state
             yield self.note
         yield self.error
+
+    def on_switch_changed(self, event: Switch.Changed) -> None:
+        self.state.update(_state(event.value))  # the message goes on to the wizard
 
     @property
     def value(self) -> Any:
@@ -118,9 +151,16 @@ class OptionRow(Vertical):
         if isinstance(self.control, Select) and self.option == "model":  # the current one is listed
             self.control.set_options(choices(self.option, value))
         self.control.value = as_text(value) if isinstance(self.control, Input) else value
+        if self.state is not None:
+            self.state.update(_state(value))
 
     def mark(self, message: str | None) -> None:
         """Show ``message`` under the row and style the control as invalid; None clears both."""
         self.control.set_class(bool(message), "invalid")
-        self.error.update(Text(printable(message or "")))  # it may quote what was typed: text, not markup
+        self.error.update(Text(printable(in_rows(message or ""))))  # it may quote what was typed: not markup
         self.error.display = bool(message)
+
+
+def _state(on: bool) -> Text:
+    """The word beside a switch: a switch alone does not say which way is on."""
+    return Text("on", style="bold") if on else Text("off", style="dim")

@@ -350,6 +350,7 @@ def explain(screen) -> None:
     """The task step with "your own…" highlighted: what Enter will ask for."""
     for row in screen.query("#task-step .option"):
         row.display = False
+    screen.later.forget("data")
     screen.query_one("#task-info", Static).update(
         f"{KINDS['task'].what} from your .py file: Enter chooses the file, then the class and its arguments")
     screen._mark("task", {})

@@ -11,7 +11,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.events import Event, RunFailed, event_from_dict
+from engine.events import (
+    BatchProgress,
+    CheckpointSaved,
+    Event,
+    RunFailed,
+    event_from_dict,
+)
 from engine.store import rundir, runs
 from engine.train.control import Control
 
@@ -72,6 +78,22 @@ class WatchedRun:
             return [RunFailed(message="the training process ended without reporting why (killed?)",
                               run_dir=str(self.run_dir))]
         return events
+
+
+def newest_only(events: list[Event]) -> list[Event]:
+    """``events`` less the frequent kinds' older ones (batch progress, each kind of checkpoint):
+    shown in one redraw, they would be overwritten before anyone could read them."""
+    newest = {_coalesce_key(event): index for index, event in enumerate(events)}
+    return [event for index, event in enumerate(events)
+            if (key := _coalesce_key(event)) is None or newest[key] == index]
+
+
+def _coalesce_key(event: Event) -> str | None:
+    if isinstance(event, BatchProgress):
+        return "batch"
+    if isinstance(event, CheckpointSaved):
+        return f"checkpoint-{event.kind}"
+    return None
 
 
 def _parse(line: bytes) -> Event | None:

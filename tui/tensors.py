@@ -172,8 +172,8 @@ class TensorScreen(Screen):
     TensorScreen #facts { padding: 0 1; }
     """
     BINDINGS = [
-        Binding("q", "back", "back"),
-        Binding("escape", "back", "back", show=False),
+        Binding("q", "app.leave", "back"),
+        Binding("escape", "app.leave", "back", show=False),
         Binding("slash", "filter", "filter"),
     ]
     AUTO_FOCUS = "#tree"
@@ -321,14 +321,6 @@ class TensorScreen(Screen):
         histogram.show(*found[1])
 
     # --- actions ------------------------------------------------------------------------
-
-    def action_back(self) -> None:
-        """Back to the screen below, or out of the app when this is its main screen (the app's
-        blank default screen is always at the bottom of the stack)."""
-        if len(self.app.screen_stack) > 2:
-            self.app.pop_screen()
-        else:
-            self.app.exit()
 
     def action_filter(self) -> None:
         if self.model is None:

@@ -3,6 +3,7 @@ and value from a run or its data is shown."""
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 from typing import Any, Iterable
@@ -21,26 +22,87 @@ def plain(value: Any, style: str = "") -> Text:
     return Text(printable(str(value)), style=style)
 
 
+# One colour per series, in the dashboard and the browser alike (RGB: plotext and Rich agree on it).
+SERIES_COLOURS = [(86, 182, 194), (229, 152, 82), (152, 195, 121), (198, 120, 221), (224, 108, 117)]
+BEST_COLOUR = (229, 192, 123)
+VIEWS = ("loss", "metrics", "lr")
+
+
+def epoch_ticks(last: int, room: int) -> list[int]:
+    """Whole epochs 1..last, at most ``room`` of them, on a 1-2-5 step."""
+    step = 1
+    while last / step > max(room, 2):
+        step = next(s * 10 ** k for k in range(10) for s in (2, 5, 10) if s * 10 ** k > step)
+    return [1, *range(step, last + 1, step)] if step > 1 else list(range(1, last + 1))
+
+
 class LossCurve(PlotextPlot):
-    """Train and validation loss per epoch; redraws at most a few times a second."""
+    """Per epoch: train and validation loss, the metrics, or the learning rate (``view``), on a
+    log or linear axis (each view its own), the best epoch marked; before the first epoch ends,
+    the batch losses.
+
+    The legend is the title (its keys coloured as the lines are), never over the data; the plot
+    is drawn at most once a second: plotting is costly on a fast run."""
 
     def on_mount(self) -> None:
-        self.train: list[float] = []
-        self.val: list[float] = []
+        self.rows: list[dict[str, Any]] = []
+        self.batches: list[tuple[float, float]] = []  # (epoch + fraction, loss) before the first epoch
+        self.best_epoch: int | None = None
+        self.view = "loss"
+        self.log_views = {"loss"}  # the views on a log axis: a loss falls by decades, a metric does not
+        self.keys: list[tuple[str, tuple[int, int, int]]] = []  # the drawn lines' names and colours
         self._dirty = False
-        self.set_interval(1.0, self._redraw_if_dirty)  # plotting is costly: once a second is plenty
+        self.set_interval(1.0, self._redraw_if_dirty)
         self._draw()
 
-    def add(self, train_loss: float, val_loss: float) -> None:
-        self.train.append(train_loss)
-        self.val.append(val_loss)
+    @property
+    def train(self) -> list[float]:
+        return [row["train_loss"] for row in self.rows]
+
+    @property
+    def val(self) -> list[float]:
+        return [row["val_loss"] for row in self.rows]
+
+    def add_epoch(self, row: dict[str, Any], improved: bool = False) -> None:
+        self.rows.append(row)
+        self.best_epoch = row["epoch"] if improved else self.best_epoch
         self._dirty = True
 
-    def show_history(self, history: Iterable[dict[str, Any]]) -> None:
-        rows = list(history)
-        self.train = [row["train_loss"] for row in rows]
-        self.val = [row["val_loss"] for row in rows]
+    def add_batch(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        """A batch's loss: plotted only until the first epoch ends, so the frame is never empty."""
+        if not self.rows:
+            self.batches.append((epoch - 1 + batch / max(batches, 1), loss))
+            self._dirty = True
+
+    def show_history(self, history: Iterable[dict[str, Any]], best_epoch: int | None = None) -> None:
+        self.rows, self.batches, self.best_epoch = list(history), [], best_epoch
         self._draw()
+
+    def cycle_view(self) -> None:
+        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
+        self._draw()
+
+    def toggle_log(self) -> None:
+        self.log_views ^= {self.view}
+        self._draw()
+
+    @property
+    def log_y(self) -> bool:
+        return self.view in self.log_views
+
+    def series(self) -> dict[str, list[tuple[float, float]]]:
+        """The view's lines as name → finite (x, y) points."""
+        if not self.rows:
+            return {"batch loss": self.batches} if self.view == "loss" else {}
+        if self.view == "loss":
+            named = {"train": lambda row: row["train_loss"], "val": lambda row: row["val_loss"]}
+        elif self.view == "lr":
+            named = {"lr": lambda row: row["lr"]}
+        else:
+            named = {name: (lambda row, name=name: row["metrics"].get(name, math.nan))
+                     for name in self.rows[-1]["metrics"]}
+        return {name: [(row["epoch"], float(get(row))) for row in self.rows if math.isfinite(get(row))]
+                for name, get in named.items()}
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
@@ -48,15 +110,51 @@ class LossCurve(PlotextPlot):
 
     def _draw(self) -> None:
         self._dirty = False
+        self.refresh()
+
+    def _feed(self) -> None:
+        """Hand plotext this frame's data: at each render, since plotext turns the data it holds
+        into logarithms in place when it builds a log axis (a second build would take them again)."""
         plt = self.plt
         plt.clear_data()
-        plt.title("loss")
-        plt.xlabel("epoch")
-        if self.train:
-            epochs = list(range(1, len(self.train) + 1))
-            plt.plot(epochs, self.train, label="train", marker="braille")
-            plt.plot(epochs, self.val, label="val", marker="braille")
-        self.refresh()
+        plt.xlabel("epoch" if self.size.height >= 10 else "")  # a short plot keeps its rows for the data
+        lines = self.series()
+        floor = min((y for points in lines.values() for _, y in points if y > 0), default=1.0)
+        self.keys = self.legend(lines)
+        plt.yscale("log" if self.log_y and self.keys else "linear")  # plotext's log axis needs data
+        for name, colour in self.keys:
+            ys = [max(y, floor) for _, y in lines[name]] if self.log_y else [y for _, y in lines[name]]
+            plt.plot([x for x, _ in lines[name]], ys, marker="braille", color=colour)
+        if self.rows:
+            ticks = epoch_ticks(self.rows[-1]["epoch"], self.size.width // 8)
+            plt.xticks(ticks, [str(tick) for tick in ticks])
+            if self.best_epoch is not None:
+                plt.vline(self.best_epoch, BEST_COLOUR)
+        plt.title(self.title(lines))
+
+    @staticmethod
+    def legend(lines: dict[str, list[tuple[float, float]]]) -> list[tuple[str, tuple[int, int, int]]]:
+        """The lines that have points, each with its colour (the same for a name's place in every view)."""
+        return [(name, SERIES_COLOURS[index % len(SERIES_COLOURS)])
+                for index, (name, points) in enumerate(lines.items()) if points]
+
+    def title(self, lines: dict[str, list[tuple[float, float]]] | None = None) -> str:
+        """The view, its scale, the lines' keys and the best epoch: the legend, outside the data."""
+        keys = "  ".join(f"━ {name}" for name, _ in self.legend(self.series() if lines is None else lines))
+        best = f"  ┊ best {self.best_epoch}" if self.best_epoch is not None and self.rows else ""
+        scale = " (log)" if self.log_y else ""
+        return f"{self.view}{scale}  {keys}{best}" if keys else f"{self.view}: nothing yet"
+
+    def render(self) -> Text:
+        """The plot, its title's legend keys coloured as their lines."""
+        self._feed()
+        text = super().render()
+        head = text.plain.split("\n", 1)[0]
+        for name, colour in [*self.keys, ("best", BEST_COLOUR)]:
+            key = f"┊ {name}" if name == "best" else f"━ {name}"
+            if (at := head.find(key)) >= 0:
+                text.stylize("bold rgb({},{},{})".format(*colour), at, at + 1)
+        return text
 
 
 class EpochTable(DataTable):
@@ -97,6 +195,12 @@ class EpochTable(DataTable):
         the rows)."""
         if self.row_count:
             self.move_cursor(row=self.row_count - 1)
+            self.scroll_end(animate=False)  # also once the table is laid out (its size known)
+
+    def on_resize(self) -> None:
+        """A table that showed its newest row still does once the terminal is resized."""
+        if self.row_count and self.cursor_row == self.row_count - 1:
+            self.call_after_refresh(self.scroll_end, animate=False)
 
     def show_history(self, history: Iterable[dict[str, Any]], best_epoch: int | None = None) -> None:
         self.clear(columns=True)
@@ -119,7 +223,7 @@ def gib(count: float) -> str:
 
 
 class DevicePanel(Static):
-    """Where the run trains: device name, GPU memory, CPU threads, process memory, torch.
+    """Where the run trains, on one line: device name, GPU memory, CPU threads, process memory, torch.
 
     For a run in this process the numbers are measured every two seconds; for a watched run
     (another process, maybe another machine) only what its events recorded is shown.
@@ -142,7 +246,7 @@ class DevicePanel(Static):
             from engine.device import device_info
 
             info.update(device_info(info["device"]))
-        lines = [f"[b]{info['device']}[/b] · {info['name']}"]
+        lines = [Text.assemble(plain(info["device"], "bold"), " ", plain(info["name"]))]
         if info.get("processes", 1) > 1:  # a torchrun job: this is rank 0's view
             lines.append(f"{info['processes']} processes (data parallel), rank 0 shown")
         if "memory_total" in info:
@@ -151,7 +255,7 @@ class DevicePanel(Static):
             lines.append(f"CPU threads {info['cpu_threads']} of {info['cpu_count']}")
             lines.append(f"process memory {gib(process_memory())}")
         lines.append(f"torch {info['torch']}")
-        self.update("\n".join(lines))
+        self.update(Text(" · ", style="dim").join(plain(line) if isinstance(line, str) else line for line in lines))
 
 
 def confusion_table(classes: list[str], matrix: list[list[int]]) -> Table:

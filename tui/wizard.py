@@ -3,8 +3,9 @@
 Every value typed here is checked by building a RunConfig, so a bad value is marked with the
 very message the CLI prints for it, and the review shows the equivalent ``torchdeck train``
 command. Keyboard only: Enter moves forward and Escape goes back from anywhere (they are screen
-priority bindings, so they work inside inputs too), Tab moves between fields, and Space opens a
-list or flips a switch.
+priority bindings, so they work inside inputs too; Escape on the first step and q outside a text
+field leave), Tab moves between fields, and Space opens a list or flips a switch. What reads the
+disk (the data, the model's size) runs in jobs (tui.datarow), so a key is always answered at once.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from textual.actions import SkipAction
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import Screen
 from textual.widgets import (
     ContentSwitcher,
     Footer,
@@ -35,11 +36,11 @@ from textual.widgets.option_list import Option
 
 from engine.config import RunConfig, catalog, command_line, is_asked, owner_of
 from engine.device import resolve_device
-from engine.errors import TorchdeckError
 from engine.text import printable
 from tui import owncode
-from tui.form import OptionRow, checked, note
-from tui.preview import describe_data, option_table, parameter_count, task_data
+from tui.datarow import DataJobs, Later, SavePrompt, task_fields
+from tui.form import OptionRow, checked, in_rows, note
+from tui.preview import option_table
 
 STEPS = ("task", "model", "training", "review")
 
@@ -58,56 +59,7 @@ FIRST = {"task": "#tasks", "model": f"#{FIELDS['model'][0]}", "training": f"#{FI
          "review": "#command"}
 
 
-def task_fields(spec) -> list[str]:
-    """The task step's options that ``spec`` uses: its data folder or file; for a user's own
-    table (a table task of kind auto: csv), the target column and how to read it; for an image
-    folder, the image size and augmentation; for the user's own code, its arguments and kind."""
-    own = owncode.is_own(spec.name)
-    uses = {
-        "data_dir": spec.reads_data_dir,
-        "target": spec.kind == "auto" and spec.inputs == "table",
-        "image_size": spec.inputs == "images" and spec.image_set is None,
-        "task_args": own,
-    }
-    uses.update(target_kind=uses["target"] or own, missing=uses["target"], augment=uses["image_size"])
-    return [option for option in FIELDS["task"] if uses[option]]
-
-
-class SavePrompt(ModalScreen[Path | None]):
-    """Asks for a path and writes the config's TOML there; dismissed with the path written."""
-
-    DEFAULT_CSS = """
-    SavePrompt { align: center middle; }
-    SavePrompt > Vertical {
-        width: 60; height: auto; padding: 1 2;
-        border: thick $accent; background: $surface;
-    }
-    SavePrompt .error { color: $text-error; }
-    """
-    BINDINGS = [Binding("escape", "dismiss(None)", "cancel")]
-
-    def __init__(self, toml: str) -> None:
-        super().__init__()
-        self.toml = toml
-
-    def compose(self) -> ComposeResult:
-        with Vertical():
-            yield Label("Save the config as TOML: Enter saves, Escape cancels")
-            yield Input("run.toml", id="save-path")
-            yield Static(classes="error")
-
-    @on(Input.Submitted)
-    def _save(self, event: Input.Submitted) -> None:
-        path = Path(event.value).expanduser()
-        try:
-            path.write_text(self.toml, encoding="utf-8")
-        except OSError as exc:
-            self.query_one(".error", Static).update(Text(printable(f"{path} cannot be written: {exc.strerror or exc}")))
-            return
-        self.dismiss(path)
-
-
-class WizardScreen(Screen):
+class WizardScreen(DataJobs, Screen):
     """Four steps that end in ``app.start_run(config)``; ``config`` is always the last valid one."""
 
     DEFAULT_CSS = """
@@ -121,7 +73,8 @@ class WizardScreen(Screen):
     WizardScreen .line { height: auto; }
     WizardScreen .label { width: 20; }
     WizardScreen .line Input, WizardScreen .line Select { width: 24; }
-    WizardScreen .line Switch { border: none; padding: 0 1; height: 1; width: 8; margin-right: 16; }
+    WizardScreen .line Switch { border: none; padding: 0 1; height: 1; width: 8; }
+    WizardScreen .line .state { width: 16; padding-left: 1; }
     WizardScreen .line Switch:focus { border: none; background-tint: $foreground 10%; }
     WizardScreen .note {
         width: 1fr; padding-left: 2; color: $text-muted;
@@ -130,16 +83,19 @@ class WizardScreen(Screen):
     WizardScreen .error { color: $text-error; display: none; }
     WizardScreen .option .error { padding-left: 20; }
     WizardScreen .invalid { background: $error-muted; }
-    WizardScreen #parameters { margin-top: 1; text-style: bold; }
+    WizardScreen #parameters, WizardScreen #size { margin-top: 1; text-style: bold; }
     WizardScreen #command { height: auto; max-height: 4; margin-bottom: 1; }
     """
     BINDINGS = [
         Binding("enter", "next", "next", priority=True),
         Binding("enter", "start", "start", priority=True),
         Binding("escape", "back", "back", priority=True),
-        Binding("s", "save", "save TOML"),
-        Binding("c", "copy", "copy command"),
-        Binding("b", "browse", "browse runs"),
+        Binding("escape", "leave(True)", "quit", show=False, priority=True),
+        Binding("q", "leave", "quit"),
+        Binding("ctrl+o", "pick_folder", "choose folder"),
+        Binding("s", "save", "save"),
+        Binding("c", "copy", "copy"),
+        Binding("b", "browse", "browse"),
     ]
 
     def __init__(self, out: str | Path, config: RunConfig | None = None) -> None:
@@ -147,6 +103,9 @@ class WizardScreen(Screen):
         self.config = config or RunConfig.for_task(out=str(out))
         self.step = "task"
         self.errors: dict[str, dict[str, str]] = {step: {} for step in FIELDS}
+        self.later, self.choice = Later(self), None
+        self.sizes: dict[RunConfig, Text] = {}  # the model's size line per config, once counted
+        self.model_options = FIELDS["model"]
 
     # --- layout -------------------------------------------------------------------------
 
@@ -173,6 +132,7 @@ class WizardScreen(Screen):
                 yield Static(id="training-error", classes="error")
             with VerticalScroll(id="review-step"):
                 yield Static(id="summary")
+                yield Static(id="size")
                 yield Static(id="config-table")
                 yield Label("The same run from the command line (c copies it):")
                 yield TextArea(read_only=True, soft_wrap=True, compact=True, id="command")
@@ -202,11 +162,12 @@ class WizardScreen(Screen):
 
     # --- checking -----------------------------------------------------------------------
 
-    def _task_choice(self) -> RunConfig | None:
+    def _task_choice(self, now: bool = False) -> RunConfig | None:
         """The config that picking the highlighted task gives, or None with the reason marked.
 
         The same task keeps the current choices; another task starts from its preset, keeping
-        ``out``. A task that reads a data folder must find its data there.
+        ``out``. Its data is loaded in a job (after a pause in typing, or ``now``); a task that
+        reads a data folder must find its data there before Enter moves on.
         """
         spec = catalog("task")[self.query_one("#tasks", OptionList).highlighted_option.id]
         base = self.config if spec.name == self.config.task else RunConfig.for_task(spec.name, out=self.config.out)
@@ -215,17 +176,14 @@ class WizardScreen(Screen):
             self._row(option).display = option in shown
         typed = {option: self._row(option).value for option in shown}
         config, errors = checked(base, {option: None if value == "" else value for option, value in typed.items()})
-        info = Text.assemble((spec.name, "bold"), f" · {spec.kind} · data from {spec.source}")
-        if config is not None:
-            try:
-                data = task_data(config)
-            except TorchdeckError as exc:  # the option at fault, where it names one (the csv task's target)
-                errors[exc.option if exc.option in shown else "data_dir" if spec.reads_data_dir else ""] = str(exc)
-                config = None
-            else:
-                info.append("\n" + describe_data(data))
-        self.query_one("#task-info", Static).update(info)
+        self.choice = config
         self._mark("task", errors)
+        info = Text.assemble((spec.name, "bold"), f" · {spec.kind} · data from {spec.source}")
+        if config is None:
+            self.later.forget("data")
+            self.query_one("#task-info", Static).update(info)
+        else:
+            self._ask_data(config, info, shown, now)
         return config
 
     def _check(self, step: str) -> bool:
@@ -244,9 +202,9 @@ class WizardScreen(Screen):
         config, errors = checked(self.config, values)
         if config is not None:
             self.config = config
-        if step == "model":
-            errors = self._show_parameters(errors)
         self._mark(step, errors)
+        if step == "model":
+            self._show_parameters(errors)
         return not errors
 
     def _mark(self, step: str, errors: dict[str, str]) -> None:
@@ -255,29 +213,14 @@ class WizardScreen(Screen):
         for option in FIELDS[step]:
             self._row(option).mark(errors.get(option))
         problem = self.query_one(f"#{step}-error", Static)
-        problem.update(Text(printable(errors.get("", ""))))
+        problem.update(Text(printable(in_rows(errors.get("", "")))))
         problem.display = "" in errors
-
-    def _show_parameters(self, errors: dict[str, str]) -> dict[str, str]:
-        """Count the valid config's parameters; building the model fails only in a user's code,
-        and that error is the step's (under the option it names)."""
-        text = "parameters: fix the marked value to count them"
-        if not errors:
-            try:
-                meta = task_data(self.config).meta
-                count = parameter_count(self.config)
-            except TorchdeckError as exc:
-                errors = {exc.option if exc.option in FIELDS["model"] else "": str(exc)}
-            else:
-                shape = "×".join(map(str, meta.input_shape)) if len(meta.input_shape) > 1 else meta.input_shape[0]
-                text = f"{count:,} parameters ({shape} inputs → {meta.outputs} outputs)"
-        self.query_one("#parameters", Static).update(text)
-        return errors
 
     @on(Input.Changed)
     @on(Select.Changed)
     @on(Switch.Changed)
     def _changed(self, event) -> None:
+        self._stop_waiting()  # a change since Enter: Enter again to move on
         if event.control.id == "model" and event.value == owncode.OWN:
             return owncode.choose(self, "model")
         step = next(step for step, options in FIELDS.items() if event.control.id in options)
@@ -289,6 +232,7 @@ class WizardScreen(Screen):
     @on(OptionList.OptionHighlighted, "#tasks")
     def _task_highlighted(self, event: OptionList.OptionHighlighted) -> None:
         """Show the task's details and the data options it would use (its folder or file, target)."""
+        self._stop_waiting()
         if event.option.id == owncode.OWN:
             return owncode.explain(self)
         self._show_task(event.option.id)
@@ -339,23 +283,38 @@ class WizardScreen(Screen):
 
     def action_next(self) -> None:
         self._skip_if_list_open()
+        if self.waiting is not None:  # typed ahead: the step moves on when its answer comes
+            self.ahead += 1
+            return
         if self.step == "task":
             if self.query_one("#tasks", OptionList).highlighted_option.id == owncode.OWN:
                 return owncode.choose(self, "task")
-            config = self._task_choice()
+            config = self._task_choice(now=True)
             if config is None:
                 return self._refuse("task")
+            if self.later.wanted.get("data") is not None:  # its data is being read: move on when it is
+                self.waiting = "task"
+                return self._task_choice(now=True)
             task_changed = config.task != self.config.task
             self.config = config
             if task_changed:
                 self._load()
         elif not self._check(self.step):
             return self._refuse(self.step)
+        elif self.step == "model" and self.config not in self.sizes:  # being counted: move on when it is
+            self.waiting = "model"
+            return self._show_parameters({}, now=True)
         self._go(STEPS[STEPS.index(self.step) + 1])
 
     def action_back(self) -> None:
         self._skip_if_list_open()
+        self._stop_waiting()
         self._go(STEPS[STEPS.index(self.step) - 1])
+
+    def action_leave(self, escape: bool = False) -> None:
+        """q anywhere but in a text field, Escape on the first step: out of the wizard."""
+        self._skip_if_list_open()
+        self.app.action_leave()
 
     def action_start(self) -> None:
         self.app.start_run(self.config)
@@ -380,6 +339,10 @@ class WizardScreen(Screen):
             return self.step != "review"
         if action == "back":
             return self.step != "task"
+        if action == "leave":
+            return self.step == "task" or not parameters  # Escape (leave(True)) on the first step, q on any
+        if action == "pick_folder":
+            return self.step == "task" and self._row("data_dir").display
         if action in ("start", "save", "copy"):
             return self.step == "review"
         return True
@@ -390,9 +353,9 @@ class WizardScreen(Screen):
         config = self.config
         self.query_one("#summary", Static).update(Text.assemble(
             (config.task, "bold"),
-            f" · {config.model} with {parameter_count(config):,} parameters · {config.epochs} epochs on "
-            f"{resolve_device(config.device)} · saved under {config.out}\n",
-            ("Values in bold differ from the task's preset.", "dim"),
+            f" · {config.model} · {config.epochs} epochs on {resolve_device(config.device)} · saved under "
+            f"{config.out}\n", ("Values in bold differ from the task's preset.", "dim"),
         ))
+        self._ask_size(config, now=True)
         self.query_one("#config-table", Static).update(option_table(config))
         self.query_one("#command", TextArea).load_text(command_line(config))

@@ -275,9 +275,11 @@ async def test_resume_continues_a_stopped_run_and_asks_for_more_epochs_after_a_f
         await pilot.press("enter")
         assert calls[-1] == ("resume_run", (runs / "done",), {"epochs": 12})
 
-        await highlight(pilot, runs / "failed")
+        screen = await highlight(pilot, runs / "failed")  # no checkpoint: nothing to resume, and it says why
+        assert screen.check_action("resume", ()) is False
         await pilot.press("r")
-        assert calls[-1][0] == "notify" and "no checkpoint yet" in calls[-1][1]
+        assert calls[-1] == ("resume_run", (runs / "done",), {"epochs": 12})
+        assert "no checkpoint yet" in text(screen.query_one("#overview-text", Static))
 
 
 @pilot_test
@@ -359,6 +361,9 @@ async def test_predict_an_image_for_an_image_task(tmp_path, calls):
     async with app.run_test(size=SIZE) as pilot:
         dialog = await press_on(pilot, tmp_path / "runs" / "digits", "p")
         assert "path of an image file" in text(dialog.query_one("#features", Static))
+        await pilot.press("enter")  # an empty field is not the current folder
+        await settle(pilot)
+        assert text(dialog.query_one("#error", Static)).strip() == "type an image's path first"
         dialog.query_one(Input).value = str(tmp_path / "seven.png")
         await pilot.press("enter")
         await settle(pilot)
@@ -422,3 +427,80 @@ async def test_delete_is_refused_for_a_run_that_started_training_after_d_was_pre
         await pilot.click("#yes")
         await settle(pilot)
         assert not (copy / "stopped").exists()
+
+
+# --- keys and sizes -------------------------------------------------------------------------
+
+
+@pilot_test
+@pytest.mark.parametrize("key", ["q", "escape"])
+async def test_q_and_escape_leave_the_browser_or_go_back_to_the_screen_below(runs, calls, key):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        base = app.screen
+        app.push_screen(BrowserScreen(out=runs))  # opened over another screen: back to it
+        await settle(pilot)
+        await pilot.press(key)
+        assert app.screen is base and app.is_running
+        await pilot.press("p")  # a dialog: escape closes it, the browser stays
+        await settle(pilot)
+        await pilot.press("escape")
+        assert app.screen is base
+        await pilot.press(key)
+        await pilot.pause()
+        assert not app.is_running
+
+
+@pilot_test
+async def test_predict_shows_only_the_answer_to_the_last_input_and_refuses_an_empty_one(runs, calls):
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=SIZE) as pilot:
+        dialog = await press_on(pilot, runs / "done", "p")
+        field, result, error = dialog.query_one(Input), dialog.query_one("#prediction"), dialog.query_one("#error")
+        field.value = "5.1,3.5,1.4,0.2"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert text(result).split()[0] == "setosa"
+        field.value = "5.1,oops"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "'oops' is not a number" in text(error) and text(result).strip() == ""
+        field.value = "5.1,3.5,1.4,0.2"
+        await pilot.press("enter")
+        await settle(pilot)
+        assert text(result).split()[0] == "setosa" and text(error).strip() == ""
+        field.value = "   "
+        await pilot.press("enter")
+        await settle(pilot)
+        assert text(error).strip() == "type the feature values first" and text(result).strip() == ""
+
+
+def fits(widget, width: int, height: int) -> bool:
+    region = widget.region
+    return region.width > 0 and region.height > 0 and region.right <= width and region.bottom <= height
+
+
+@pilot_test
+async def test_at_80x24_the_list_the_details_and_every_key_that_applies_are_on_screen(runs, calls):
+    from textual.widgets import TabbedContent
+    from textual.widgets._footer import FooterKey
+
+    app = TorchdeckApp(out=runs, browse=True)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        screen = await highlight(pilot, runs / "done")
+        table = screen.query_one("#runs", DataTable)
+        assert fits(table, 80, 24) and table.region.height == table.row_count + 1  # every run and the header
+        assert fits(screen.query_one(TabbedContent), 80, 24)
+        details = screen.query_one("#overview-text", Static)
+        assert details.parent.max_scroll_y == 0  # the whole overview, no scrolling
+        assert "test   loss" in text(details) and "4 features" in text(details)
+        keys = {key.key: key for key in screen.query(FooterKey)}
+        assert {"r", "e", "p", "x", "d", "n", "o", "t", "f", "q"} <= set(keys) and "w" not in keys
+        assert all(fits(key, 80, 24) for key in keys.values())
+        svg = app.export_screenshot().replace("&#160;", " ")
+        assert all(name in svg for name in ("done", "stopped", "failed", "running", "overview", "config"))
+
+        screen = await highlight(pilot, runs / "failed")  # no checkpoint: only what still applies
+        assert {key.key for key in screen.query(FooterKey)} == {"d", "n", "o", "f", "q"}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import html
 import json
+import re
 import subprocess
 import sys
 import time
@@ -11,20 +13,33 @@ from pathlib import Path
 
 import pytest
 from conftest import HOSTILE_CLASSES, hostile_csv, text, train, until
-from textual.widgets import ProgressBar, Static
+from textual.app import App
+from textual.widgets import Static
 
 from engine.config import RunConfig
-from engine.text import printable
+from engine.text import metrics_text, printable
 from tui.app import TorchdeckApp
 from tui.dashboard import ConfirmQuit, DashboardScreen
-from tui.widgets import DevicePanel, EpochTable, LossCurve
+from tui.progress import ProgressLine, duration
+from tui.widgets import DevicePanel, EpochTable, LossCurve, epoch_ticks
 
 SIZE = (120, 36)
 
 
 def result_text(screen: DashboardScreen) -> str:
-    """The end-of-run panel as plain text, tables included."""
-    return text(screen.query_one("#result", Static))
+    """The end-of-run panel as plain text, the confusion matrix included."""
+    return text(screen.query_one("#result-text", Static)) + text(screen.query_one("#confusion", Static))
+
+
+def on_screen(app) -> str:
+    """What the terminal shows, from the app's SVG screenshot: its lines joined, borders and
+    runs of spaces dropped (so a wrapped sentence reads as one)."""
+    lines: dict[int, str] = {}
+    svg = app.export_screenshot()
+    for number, chunk in re.findall(r'clip-path="url\(#terminal-\w+-line-(\d+)\)">([^<]*)</text>', svg):
+        lines[int(number)] = lines.get(int(number), "") + html.unescape(chunk)
+    shown = " ".join(lines[number].strip(" \xa0▌│") for number in sorted(lines))
+    return " ".join(shown.split())
 
 
 def dashboard_app(tmp_path, config: RunConfig) -> TorchdeckApp:
@@ -42,8 +57,8 @@ def test_a_run_on_the_dashboard(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
             screen = app.screen
             await pilot.pause(0.3)
-            overall = screen.query_one("#overall-bar", ProgressBar)
-            assert overall.progress == overall.total == 12 * 7
+            progress = screen.query_one(ProgressLine)
+            assert progress.progress == progress.total == 12 * 7
             assert screen.query_one(EpochTable).row_count == 12
             assert len(screen.query_one(LossCurve).val) == 12
             assert screen.ended.name == "run_finished"
@@ -66,15 +81,21 @@ def test_pause_resume_and_stop_from_the_keyboard(tmp_path):
                         and app.screen.query_one(EpochTable).row_count >= 2)
             screen = app.screen
             epochs_seen = lambda: len(screen.query_one(LossCurve).val)  # noqa: E731
+            assert "s" in screen.active_bindings and "e" not in screen.active_bindings
             await pilot.press("p")
             control = screen.source.control
             assert control.paused
             await pilot.pause(0.5)
-            seen = epochs_seen()
+            seen, eta = epochs_seen(), screen.query_one(ProgressLine).eta()
             await pilot.pause(0.6)
             assert epochs_seen() == seen  # nothing trains while paused
+            assert screen.query_one(ProgressLine).eta() == eta  # and the ETA does not count down
+            assert "PAUSED epoch" in on_screen(app)
+            assert screen.active_bindings["p"].binding.description == "resume"
             await pilot.press("p")
             assert not control.paused
+            await pilot.pause(0.3)
+            assert "PAUSED" not in on_screen(app)
             await until(pilot, lambda: epochs_seen() > seen)
             await until(pilot, lambda: screen.query_one(EpochTable).row_count > seen)
             await pilot.press("s")
@@ -103,10 +124,12 @@ def test_quit_while_training_asks_then_stops_and_saves(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
             await pilot.press("y")
             await until(pilot, lambda: not app.is_running)
+        return app.farewell  # what the shell prints once the app has closed
 
-    asyncio.run(scenario())
+    farewell = asyncio.run(scenario())
     events = (tmp_path / "q" / "events.jsonl").read_text().splitlines()
     assert '"event": "run_stopped"' in events[-1]
+    assert f"{tmp_path}/q/last.pt" in farewell and f"torchdeck train --resume {tmp_path}/q" in farewell
 
 
 def test_bad_input_and_engine_failures_show_the_error_panel(tmp_path):
@@ -223,8 +246,8 @@ def test_from_the_wizard_to_a_finished_run_with_the_keyboard(tmp_path):
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
             screen = app.screen
             await pilot.pause(0.3)
-            overall = screen.query_one("#overall-bar", ProgressBar)
-            assert overall.progress == overall.total == 6 * 7
+            progress = screen.query_one(ProgressLine)
+            assert progress.progress == progress.total == 6 * 7
             assert screen.query_one(EpochTable).row_count == 6
             return screen.run_dir
 
@@ -246,5 +269,97 @@ def test_classes_and_a_run_directory_that_are_markup_and_escapes_end_as_text(tmp
             shown = result_text(screen)
             assert all(printable(name) in shown for name in HOSTILE_CLASSES) and "\x1b" not in shown
             assert "o\\x1b[2J[/]" in shown
+
+    asyncio.run(scenario())
+
+
+def test_at_80x24_the_end_of_a_run_shows_its_scores_and_checkpoints(tmp_path, monkeypatch):
+    """A plain SSH terminal: the result replaces the progress, the newest epochs stay in view,
+    and the footer offers what applies after the end (and quit), no longer pause or stop."""
+    monkeypatch.chdir(tmp_path)
+    config = RunConfig.for_task("iris", epochs=30, out="o", name="small")
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            await pilot.pause(1.2)  # the table's and the chart's once-a-second refresh
+            assert screen.has_class("-compact")
+            shown = on_screen(app)
+            assert " ".join(f"test {metrics_text(screen.ended.test)}".split()) in shown
+            assert "best.pt o/small/best.pt" in shown and "last.pt o/small/last.pt" in shown
+            assert "30 " in shown.split("epoch train loss")[-1]  # the last epoch's row is visible
+            assert "cpu" in shown and "q quit" in shown
+            bindings = screen.active_bindings
+            assert {"e", "b", "n", "q", "v", "l"} <= set(bindings) and not {"p", "s"} & set(bindings)
+
+    asyncio.run(scenario())
+
+
+def test_the_chart_switches_views_and_marks_the_best_epoch(tmp_path):
+    config = RunConfig.for_task("iris", epochs=8, out=str(tmp_path), name="chart")
+
+    async def scenario():
+        app = dashboard_app(tmp_path, config)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            curve = app.screen.query_one(LossCurve)
+            assert curve.best_epoch == app.screen.ended.best["epoch"]
+            assert f"best {curve.best_epoch}" in curve.title()
+            assert set(curve.series()) == {"train", "val"} and curve.title().startswith("loss (log)  ━ train")
+            await pilot.press("v")
+            assert curve.view == "metrics" and set(curve.series()) == {"accuracy"} and not curve.log_y
+            await pilot.press("v")
+            assert curve.view == "lr" and [x for x, _ in curve.series()["lr"]] == list(range(1, 9))
+            await pilot.press("l")
+            assert curve.log_y and "(log)" in curve.title()
+            await pilot.press("v", "l")
+            assert curve.view == "loss" and not curve.log_y  # each view keeps its own axis
+
+    asyncio.run(scenario())
+
+
+def test_the_chart_shows_batch_losses_until_the_first_epoch_ends():
+    class Chart(App):
+        def compose(self):
+            yield LossCurve()
+
+    async def scenario():
+        app = Chart()
+        async with app.run_test(size=(60, 20)):
+            curve = app.query_one(LossCurve)
+            assert curve.series() == {"batch loss": []} and "nothing yet" in curve.title()
+            curve.add_batch(1, 2, 4, 0.9)
+            curve.add_batch(1, 4, 4, 0.7)
+            assert curve.series() == {"batch loss": [(0.5, 0.9), (1.0, 0.7)]}
+            curve.add_epoch({"epoch": 1, "train_loss": 0.8, "val_loss": 0.75, "metrics": {}, "lr": 0.1}, improved=True)
+            curve.add_batch(2, 1, 4, 0.6)  # once an epoch has ended, epochs are plotted
+            assert curve.series() == {"train": [(1, 0.8)], "val": [(1, 0.75)]} and curve.best_epoch == 1
+
+    asyncio.run(scenario())
+
+
+def test_whole_epoch_ticks_and_readable_durations():
+    assert epoch_ticks(100, 10) == [1, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100]
+    assert epoch_ticks(7, 10) == [1, 2, 3, 4, 5, 6, 7]
+    assert epoch_ticks(3000, 8) == [1, 500, 1000, 1500, 2000, 2500, 3000]
+    assert [duration(s) for s in (0.01, 0.4, 42.4, 185, 7620)] == ["0s", "0.4s", "42s", "3m05s", "2h07m"]
+
+
+def test_new_run_after_a_resumed_run_starts_from_its_settings(tmp_path):
+    run, _ = train(tmp_path, "iris", epochs=2, lr=0.05, name="again")
+
+    async def scenario():
+        app = TorchdeckApp(out=tmp_path)
+        app.new_run = lambda config_=None: app.resume_run(run.run_dir, epochs=3)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: isinstance(app.screen, DashboardScreen) and app.screen.ended is not None)
+            screen = app.screen
+            assert screen.config.lr == 0.05 and screen.config.epochs == 3
+            del app.new_run  # the app's own: the wizard
+            await pilot.press("n")
+            await until(pilot, lambda: not isinstance(app.screen, DashboardScreen))
+            assert app.screen.config.task == "iris" and app.screen.config.lr == 0.05
 
     asyncio.run(scenario())

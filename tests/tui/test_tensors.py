@@ -246,6 +246,19 @@ async def test_the_browser_opens_a_file_and_a_runs_checkpoint_and_q_goes_back(mo
         assert isinstance(app.screen, BrowserScreen) and app.is_running
 
 
+@pilot_test
+async def test_q_on_the_tensors_of_a_file_opened_alone_leaves_the_app(model_file):
+    app = TorchdeckApp(inspect=model_file)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("slash")  # the filter's dialog: escape closes it, q is typed into it
+        await pilot.press("q", "escape")
+        assert isinstance(app.screen, TensorScreen) and app.screen.pattern == ""
+        await pilot.press("q")
+        await pilot.pause()
+        assert not app.is_running
+
+
 def test_browse_opens_a_model_file_or_an_index_folder_and_otherwise_the_runs(monkeypatch, model_file, tmp_path):
     from typer.testing import CliRunner
 

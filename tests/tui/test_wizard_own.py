@@ -8,7 +8,8 @@ import shlex
 import textwrap
 
 import pytest
-from conftest import drive, text, until
+from conftest import calm, drive, text, until
+from test_wizard import keys
 
 from engine.config import RunConfig, command_line
 from tui.app import TorchdeckApp
@@ -62,8 +63,7 @@ def write(folder, name: str, code: str) -> str:
 
 async def open_own_model(pilot, screen):
     """From the task step: on to the model step, and pick "your own…" from the model list."""
-    await pilot.press("enter")
-    await pilot.pause()
+    await keys(pilot, screen, "enter")
     screen.query_one("#model").value = OWN
     await until(pilot, lambda: isinstance(screen.app.screen, OwnCodeScreen))
     return screen.app.screen
@@ -91,11 +91,12 @@ def test_own_model_from_a_file_with_its_arguments_from_the_form(tmp_path, starte
         assert dialog.query_one("#arg-hidden").value == "8"
         await pilot.press("tab", *"16", "enter")
         await until(pilot, lambda: screen.app.screen is screen)
+        await calm(pilot, screen)
         assert screen.query_one("#model").value == f"{path}:Net"
         assert screen.query_one("#model_args").value == '{"hidden": 16}'
         assert str(screen.query_one("#parameters").render()).startswith("131 parameters")  # 4*16+16 + 16*3+3
         assert not screen.query_one("#hidden-row").display
-        await pilot.press("enter", "enter")
+        await keys(pilot, screen, "enter", "enter")
         command = screen.query_one("#command").text
         words = shlex.split(command)
         assert words[words.index("--model") + 1] == f"{path}:Net" and command == command_line(screen.config)
@@ -126,7 +127,7 @@ def test_a_broken_file_is_told_in_the_step_and_the_app_keeps_running(tmp_path, s
         await pilot.press("escape")
         await pilot.pause()
         assert screen.app.screen is screen and screen.query_one("#model").value == "mlp"
-        await pilot.press("enter", "enter", "enter")
+        await keys(pilot, screen, "enter", "enter", "enter")
 
     drive(tmp_path, scenario, size=(80, 24))
     assert started == [RunConfig.for_task("iris", out=str(tmp_path))]
@@ -145,10 +146,11 @@ def test_own_data_set_from_the_end_of_the_task_list(tmp_path, started):
         await pilot.pause()
         await pilot.press(*"80", "enter")
         await until(pilot, lambda: screen.app.screen is screen)
+        await calm(pilot, screen)
         assert screen.query_one("#tasks").highlighted_option.id == f"{path}:Points"
         assert text(screen.query_one("#task-info")).splitlines()[1].startswith("80 samples of 3 features")
         assert screen.query_one("#task_args").value == '{"n": 80}'
-        await pilot.press("enter", "enter", "enter", "enter")
+        await keys(pilot, screen, "enter", "enter", "enter", "enter")
 
     drive(tmp_path, scenario, size=(80, 24))
     [config] = started

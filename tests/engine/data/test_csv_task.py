@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import drive, error, train
+from conftest import calm, drive, error, train
 
 from engine.config import RunConfig, catalog, command_line
 from engine.data.tasks import load_task
@@ -235,14 +235,14 @@ def test_the_wizard_asks_for_the_file_and_the_target(tmp_path, monkeypatch):
 
     async def scenario(pilot, screen):
         screen.query_one("#tasks").highlighted = list(catalog("task")).index("csv")
-        await pilot.pause()
+        await calm(pilot, screen)
         assert all(screen.query_one(f"#{option}-row").display for option in ("data_dir", "target", "missing"))
         assert error(screen, "data_dir").startswith("data_dir: the csv task reads your table")
         screen.query_one("#data_dir").value = str(table)
-        await pilot.pause()
-        assert error(screen, "target").startswith("target: the csv task needs --target COLUMN")
+        await calm(pilot, screen)
+        assert error(screen, "target").startswith("target: the csv task needs target")
         screen.query_one("#target").value = "label"
-        await pilot.pause()
+        await calm(pilot, screen)
         assert error(screen, "target") == ""
         assert "356 samples of 7 features → 3 classes" in str(screen.query_one("#task-info").render())
         await pilot.press("enter", "enter", "enter", "enter")
