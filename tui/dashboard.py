@@ -105,6 +105,7 @@ class DashboardScreen(Screen):
         Binding("b", "browse", "runs"),
         Binding("n", "new_run", "new run"),
         Binding("q", "quit_dashboard", "quit"),
+        Binding("escape", "quit_dashboard", "quit", show=False),
         Binding("v", "chart_view", "chart"),
         Binding("l", "log_scale", "log y"),
     ]

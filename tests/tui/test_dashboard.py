@@ -120,7 +120,7 @@ def test_quit_while_training_asks_then_stops_and_saves(tmp_path):
             await pilot.press("n")
             await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
             assert app.screen.ended is None
-            await pilot.press("q")
+            await pilot.press("escape")  # Escape asks the same
             await until(pilot, lambda: isinstance(app.screen, ConfirmQuit))
             await pilot.press("y")
             await until(pilot, lambda: not app.is_running)
