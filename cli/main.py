@@ -10,7 +10,6 @@ of its traceback), 2 bad input (one line on stderr, no traceback),
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -23,6 +22,8 @@ from typing import Optional
 import typer
 from typer import Abort
 
+from cli import reading
+from cli.common import EXIT_BAD_INPUT, EXIT_FAILED, _code_option, _error, one_line
 from engine.config import RunConfig, flag, is_asked
 from engine.errors import TorchdeckError
 from engine.text import printable
@@ -32,9 +33,6 @@ try:  # Typer >= 0.29 vendors Click
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - older Typer with Click installed beside it
     from click.exceptions import ClickException
-
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
 
 app = typer.Typer(
     name="torchdeck",
@@ -102,12 +100,6 @@ def browse(path: Path = typer.Argument(Path("checkpoints"), help="folder of run 
         _run_app(out=path, browse=True)
 
 
-def _code_option():
-    """``--code FILE``, for the commands that rebuild a run's model of the user's own code."""
-    return typer.Option(None, "--code", help="where your own model or data code is now (FILE.py), when it moved "
-                        "or changed since the run trained; naming it trusts it as it is")
-
-
 # Typer's type for each kind of RunConfig value: a list of layer sizes is typed as text (16,8).
 _FLAG_TYPES = {"bool": bool, "int": int, "float": float, "tuple": str, "str": str, "Arguments": str}
 
@@ -137,7 +129,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="TOML file of options; flags override it"),
     resume: Optional[Path] = typer.Option(
         None, "--resume", help="continue a run: its directory or a .pt file (only --epochs, --device, "
-        "--patience, --min-delta, --save-every, --amp and --compile may change; a .pt file outside a run "
+        "--patience, --min-delta, --save-every, --amp, --compile and --log may change; a .pt file outside a run "
         "directory resumes into --out)"
     ),
     code_files: Optional[list[Path]] = _code_option(),
@@ -218,142 +210,9 @@ def list_(what: Optional[Catalogs] = typer.Argument(None, help="which catalog (d
     show.catalogs([what.value] if what else [c.value for c in Catalogs])
 
 
-@app.command()
-def inspect(
-    path: Path = typer.Argument(..., help="a run directory, or any model file: torch.save (state dict, checkpoint, "
-                                "Lightning .ckpt, a whole model), TorchScript, .safetensors (or a sharded "
-                                "model's index or folder), .onnx"),
-    depth: Optional[int] = typer.Option(None, "--depth", min=0, help="fold the tensor tree below this depth"),
-    pattern: Optional[str] = typer.Option(None, "--filter", help="only tensors whose name matches: a glob "
-                                          "(*.bias) or a part of the name"),
-    stats: bool = typer.Option(False, "--stats", help="min, max, mean, std, NaN, Inf and zeros of each tensor "
-                               "(reads the values, a tensor at a time)"),
-    json_out: bool = typer.Option(False, "--json", help="print the description as JSON"),
-) -> None:
-    """Show what a model file holds, without running anything in it: a run's config, progress,
-    metrics and history; any file's tensor tree, values, optimizer state and signature."""
-    from cli import show, tensors
-    from engine.use.inspect import describe_any
-
-    info = describe_any(path, depth, pattern, stats)
-    if json_out:
-        _json(info)
-    elif info["format"] == "torchdeck":
-        show.description(info)
-        tensors.tree_table(info)
-    else:
-        tensors.model_file(info)
-
-
-@app.command()
-def diff(
-    a: Path = typer.Argument(..., metavar="A", help="model file (torch.save, safetensors, TorchScript, "
-                             "ONNX) or run directory"),
-    b: Path = typer.Argument(..., metavar="B", help="the model file or run directory to compare it with"),
-    strip_prefix: Optional[list[str]] = typer.Option(
-        None, "--strip-prefix", metavar="PREFIX", help="remove this prefix from the tensor names of both "
-        "(module.); repeatable"),
-    json_out: bool = typer.Option(False, "--json", help="print the comparison as JSON"),
-    show_all: bool = typer.Option(False, "--all", help="list every differing tensor, not the top 20"),
-) -> None:
-    """Compare two model files tensor by tensor; exit 0 when equal, 1 when they differ."""
-    from cli import show
-    from engine.use.diff import diff as compare
-
-    result = compare(a, b, strip_prefix or ())
-    _json(result) if json_out else show.difference(result, show_all)
-    if not result["equal"]:
-        raise typer.Exit(EXIT_FAILED)
-
-
-class Splits(str, Enum):
-    test = "test"
-    val = "val"
-    train = "train"
-
-
-@app.command()
-def evaluate(
-    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
-    split: Splits = typer.Option(Splits.test, "--split", help="which split to evaluate"),
-    json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
-    code: Optional[list[Path]] = _code_option(),
-) -> None:
-    """Metrics, confusion matrix and classification report on a data split."""
-    from cli import show
-    from engine.use.evaluate import evaluate as run_evaluation
-    from engine.use.saved import load
-
-    result = run_evaluation(load(path, code=code or ()), split.value)
-    _json(result) if json_out else show.evaluation(result)
-
-
-@app.command()
-def predict(
-    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
-    images: Optional[list[Path]] = typer.Argument(None, help="image files, for image tasks"),
-    inputs: Optional[list[str]] = typer.Option(None, "--input", "-i", help="comma-separated feature values; repeatable"),
-    csv_file: Optional[Path] = typer.Option(None, "--csv", help="CSV file of rows to predict"),
-    top_k: int = typer.Option(3, "--top-k", "-k", min=1, help="classes to show per input"),
-    json_out: bool = typer.Option(False, "--json", help="print the predictions as JSON"),
-    code: Optional[list[Path]] = _code_option(),
-) -> None:
-    """Predict classes (with probabilities) or values for new inputs: feature values or images."""
-    from cli import show
-    from engine.use.predict import parse_rows, predict_images, read_csv
-    from engine.use.predict import predict as run_prediction
-    from engine.use.saved import load
-
-    if sum(map(bool, (images, inputs, csv_file))) != 1:
-        raise TorchdeckError("give image files, --input values (repeatable) or --csv FILE: one of the three")
-    saved = load(path, code=code or ())
-    if images:
-        predictions = predict_images(saved, images, top_k)
-    else:
-        rows = parse_rows(inputs, saved.meta) if inputs else read_csv(csv_file, saved.meta)
-        predictions = run_prediction(saved, rows, top_k)
-    _json(predictions) if json_out else show.predictions(predictions, saved.meta)
-
-
-@app.command()
-def export(
-    path: Path = typer.Argument(..., help="run directory (uses best.pt) or .pt checkpoint"),
-    format_name: str = typer.Option("torchscript", "--format", "-f", help="torchscript, onnx, state-dict or safetensors"),
-    out: Optional[Path] = typer.Option(
-        None, "--out", help="file or folder to write (default: export/ beside the checkpoint); the sidecar is FILE.json"
-    ),
-    json_out: bool = typer.Option(False, "--json", help="print the sidecar, paths and timings as JSON"),
-    code: Optional[list[Path]] = _code_option(),
-) -> None:
-    """Export the model for use without torchdeck, with a JSON sidecar on preprocessing; verified."""
-    from cli import signals
-    from engine.use.export import ExportFailed, export_format
-    from engine.use.export import export as run_export
-    from engine.use.saved import load
-
-    export_format(format_name)  # an unknown format or a missing extra fails before any loading
-    try:
-        with signals.unwind_on_signals():  # a stopped export leaves no temporary behind
-            result = run_export(load(path, code=code or ()), format_name, out)
-    except ExportFailed as exc:
-        _error(str(exc))
-        raise typer.Exit(EXIT_FAILED)
-    if json_out:
-        _json(result)
-        return
-    check = result["verification"]
-    print(printable(f"{result['format']:<12} {result['path']}  {result['bytes'] / 1024:,.1f} KiB  "
-                    f"(from {result['source']['checkpoint']}, epoch {result['source']['epoch']})"))
-    print(printable(f"{'sidecar':<12} {result['sidecar']}"))
-    print(f"{'verified':<12} {check['samples']} samples of {check['inputs']}: largest difference "
-          f"{check['max_abs_diff']:.3g} (tolerance {check['tolerance']:.3g})")
-    print(f"{'took':<12} {result['export_seconds']:.2f} s to export, {result['verify_seconds']:.2f} s to verify")
-
-
-def _json(data) -> None:
-    from engine.events import strict_json
-
-    print(json.dumps(strict_json(data), indent=2, default=float))
+for _command in (reading.inspect, reading.diff, reading.evaluate, reading.predict, reading.export, reading.runs,
+                 reading.compare):
+    app.command()(_command)
 
 
 def main() -> None:
@@ -380,16 +239,9 @@ def main() -> None:
     except Exception as exc:  # a bug: one line here, the traceback in a log to report
         from engine.store import errorlog
 
-        print(f"torchdeck: {printable(errorlog.report(exc).translate(_LINE_BREAKS))}", file=sys.stderr)
+        print(f"torchdeck: {printable(one_line(errorlog.report(exc)))}", file=sys.stderr)
         code = EXIT_FAILED
     finally:
         signal.signal(signal.SIGINT, previous)
     sys.exit(code or 0)
 
-
-# Every character that ends a line, as an escape: an error stays one line whatever value it quotes.
-_LINE_BREAKS = {ord(c): repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
-
-
-def _error(text: str) -> None:
-    print(f"torchdeck: error: {printable(text.translate(_LINE_BREAKS))}", file=sys.stderr)

@@ -213,3 +213,81 @@ def _limited(title: str, items: list, show_all: bool) -> tuple[str, list]:
 
 def _dims(shape: list[int]) -> str:
     return "×".join(map(str, shape)) or "scalar"
+
+
+CURVE_COLOURS = ("blue", "red", "green", "magenta", "cyan", "yellow")  # named alike in plotext and Rich
+
+
+def run_list(runs: list[dict[str, Any]]) -> None:
+    """``torchdeck runs``: one row per run summary (engine.store.runs.summary)."""
+    table = _table(f"{len(runs)} runs", "name", "task", "model", "status", "epochs", "monitor", "best", "test",
+                   "duration", "started")
+    for run in runs:
+        _row(table, _text(run["name"], "cyan"), run["task"], run["model"], run["status"],
+             f"{run['epochs_done']}/{run['epochs']}", run["best"].get("monitor", ""), _best(run), _test(run),
+             _duration(run["seconds"]), datetime.datetime.fromtimestamp(run["started"]).strftime("%Y-%m-%d %H:%M"))
+    _print_wide(table)
+
+
+def comparison(result: dict[str, Any]) -> None:
+    """``torchdeck compare``: the options that differ, best and test metrics, duration, best first."""
+    differing, monitor = result["differing"], result["monitor"]
+    tests = list(dict.fromkeys(name for run in result["runs"] for name in run["test"]))
+    table = _table("runs, best first" + ("" if differing else " (their options are the same)"),
+                   "name", *differing, "status", f"best {monitor}" if monitor else "best",
+                   *(f"test {name}" for name in tests), "duration")
+    for run in result["runs"]:
+        best = _best(run) if monitor or not run["best"] else f"{run['best']['monitor']} {_best(run)}"
+        _row(table, _text(run["name"], "cyan"), *(_option(run["options"][key]) for key in differing),
+             run["status"], best, *(fmt(run["test"].get(name)) for name in tests), _duration(run["seconds"]))
+    _print_wide(table)
+
+
+def loss_chart(runs: list[dict[str, Any]], width: int = 80, height: int = 20) -> None:
+    """The validation loss of each run by epoch as a plotext chart, its legend below the plot
+    (printed as text: a run name never reaches plotext)."""
+    import plotext
+
+    plotext.clear_figure()
+    plotext.theme("clear")
+    plotext.plotsize(min(width, console.width), height)
+    plotext.title("validation loss")
+    plotext.xlabel("epoch")
+    legend = Text()
+    for number, run in enumerate(runs):
+        colour = CURVE_COLOURS[number % len(CURVE_COLOURS)]
+        points = [(row["epoch"], row["val_loss"]) for row in run["history"] if row["val_loss"] is not None]
+        if points:
+            plotext.plot(*zip(*points), color=colour, marker="braille")
+        legend.append("━━ ", style=colour).append(_text(run["name"])).append("   ")
+    print(plotext.build())
+    console.print(legend)
+
+
+def _print_wide(table: Table) -> None:
+    """A table of runs, whose every name is shown whole: piped, as wide as it needs (up to 200
+    columns) rather than Rich's 80; on a terminal, its width."""
+    table.columns[0].overflow = "fold"  # a run is known by its whole name
+    (console if console.is_terminal else Console(markup=False, width=200)).print(table)
+
+
+def _best(run: dict[str, Any]) -> str:
+    best = run["best"]
+    return f"{fmt(best['value'])} @{best['epoch']}" if best else "n/a"
+
+
+def _test(run: dict[str, Any]) -> str:
+    """The test value of the run's monitored metric (the loss when it monitors val_loss)."""
+    monitor = run["best"].get("monitor", "")
+    name = "loss" if monitor == "val_loss" else monitor
+    return fmt(run["test"][name]) if name in run["test"] else "n/a"
+
+
+def _option(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else "n/a" if value is None else str(value)
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.0f}s" if seconds < 60 else f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 \
+        else f"{minutes}m{rest:02d}s"

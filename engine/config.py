@@ -137,6 +137,9 @@ class RunConfig:
     amp: bool = _option(False, "bfloat16 autocast: mixed precision for GPUs and large models", group="run")
     compile: bool = _option(False, "torch.compile the model: faster steps on GPUs after a slow first batch",
                             group="run")
+    log: str = _option("none", "logs for other tools: none, or tensorboard (event files in the run directory's "
+                       "tensorboard folder; pip install 'torchdeck[tensorboard]')", values.one_of("none", "tensorboard"),
+                       "run")
     code: Arguments = _option({}, "SHA-256 of the file of your own model and task code, recorded by the run",
                               group="run", asked=False)
 

@@ -164,6 +164,7 @@ CHOICES = {  # flag: the names it accepts (some may still be refused for not fit
     "--device": {"auto", "cpu", "mps", "cuda", "cuda:0", "cuda:1"},
     "--target-kind": {"auto", "classification", "regression"},
     "--missing": {"drop", "impute"},
+    "--log": {"none", "tensorboard"},
 }
 
 

@@ -27,6 +27,7 @@ from engine.errors import TorchdeckError
 from engine.store import rundir, runs
 from engine.text import printable
 from tui.background import answer, failure, in_thread
+from tui.compare import CompareScreen, Marks, relabel
 from tui.dialogs import (
     AskDialog,
     ConfirmDialog,
@@ -99,11 +100,13 @@ class BrowserScreen(Screen):
         Binding("p", "predict", "predict"),
         Binding("x", "export", "export"),
         Binding("d", "delete", "delete"),
+        Binding("space", "mark", "mark", show=False),  # the header says so: the footer is full at 80 columns
+        Binding("c", "compare", "compare", tooltip="compare the marked runs"),
         Binding("n", "new_run", "new", tooltip="start a new run"),
+        Binding("q", "app.leave", "quit"),  # before the keys an 80-column footer loses to "c compare (N)"
         Binding("o", "open_folder", "dir", tooltip="list the runs of another folder"),
         Binding("t", "tensors", "tensors", tooltip="the tensors of the run's checkpoint"),
         Binding("f", "app.ask_tensors", "file", tooltip="open any model file"),
-        Binding("q", "app.leave", "quit"),
         Binding("escape", "app.leave", "quit", show=False),
     ]
     AUTO_FOCUS = "#runs"
@@ -118,6 +121,7 @@ class BrowserScreen(Screen):
         self.shown: dict[str, Any] | None = None  # the summary whose details are on screen
         self.saved = False  # whether that run has a checkpoint yet
         self._listing: Worker | None = None
+        self.marks = Marks()  # the runs marked for a comparison
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -170,17 +174,23 @@ class BrowserScreen(Screen):
     def _listed(self, folder: Path, found: list[dict[str, Any]]) -> None:
         if folder != self.out:  # an answer about the folder shown before
             return
-        self.sub_title = printable(f"runs in {folder} · {len(found)}")
+        self._count(folder, len(found))
         fresh = {str(run["path"]): run for run in found}
         if folder == self.listed and fresh == self.runs:
             return
-        table = self.query_one("#runs", DataTable)
         keep = self._cursor_key()
         if self.select is not None:
             keep = next((key for key, run in fresh.items() if run["path"].resolve() == self.select), keep)
             self.select = None
         self.runs, self.listed = fresh, folder
-        rows = {key: row(run) for key, run in fresh.items()}
+        self.marks.keep(fresh)
+        self._fill(keep)
+        self._show(self._cursor_key())
+
+    def _fill(self, keep: str | None) -> None:
+        """The list's rows, each labelled with its mark, the cursor on ``keep``'s row if listed."""
+        table = self.query_one("#runs", DataTable)
+        rows = {key: row(run) for key, run in self.runs.items()}
         # Widths are set here: an auto width settles only after the rows may have been drawn
         # (and cached) at the width of the header.
         table.clear(columns=True)
@@ -188,10 +198,13 @@ class BrowserScreen(Screen):
             width = max([cell_len(label), *(cell_len(str(cells[index])) for cells in rows.values())])
             table.add_column(label, width=min(width, NAME_WIDTH) if label == "run" else width)
         for key, cells in rows.items():
-            table.add_row(*cells, key=key)
-        if keep in fresh:
+            table.add_row(*cells, key=key, label=self.marks.label(key))
+        if keep in self.runs:
             table.move_cursor(row=table.get_row_index(keep))
-        self._show(self._cursor_key())
+        relabel(self, "c", f"compare ({len(self.marks)})")
+
+    def _count(self, folder: Path, count: int) -> None:
+        self.sub_title = printable(f"runs in {folder} · {count}") + self.marks.note()
 
     def _cursor_key(self) -> str | None:
         table = self.query_one("#runs", DataTable)
@@ -259,6 +272,8 @@ class BrowserScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Offer only what fits the highlighted run: watch while it trains, resume otherwise, and
         what needs a checkpoint once it has one (the overview says when it will)."""
+        if action in ("mark", "compare"):
+            return self.marks.allows(action, self.shown is not None)
         if action not in RUN_ACTIONS:
             return True
         if self.shown is None or (action in CHECKPOINT_ACTIONS and not self.saved):
@@ -291,6 +306,18 @@ class BrowserScreen(Screen):
                         f"The run has completed its {run['epochs']} epochs. Train on to a total of:",
                         str(run["epochs"] * 2), _more_epochs(run["epochs_done"]))
         self.app.push_screen(ask, resume)
+
+    def action_mark(self) -> None:
+        """Mark the highlighted run (or unmark it) and move on to the next."""
+        key = self._cursor_key()
+        self.marks.toggle(key)
+        table = self.query_one("#runs", DataTable)
+        self._fill(key)
+        self._count(self.listed, len(self.runs))
+        table.move_cursor(row=table.cursor_row + 1)
+
+    def action_compare(self) -> None:
+        self.app.push_screen(CompareScreen([self.runs[key]["path"] for key in self.marks.keys]))
 
     def action_watch(self) -> None:
         self.app.watch_run(self.shown["path"])

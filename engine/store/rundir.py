@@ -2,7 +2,8 @@
 
 ``checkpoints/<run>/`` holds ``config.toml``, ``events.jsonl`` (every event, one JSON object a
 line), ``metrics.csv`` (one row per epoch), ``last.pt`` and ``best.pt``, and ``error.log`` (the
-traceback of a bug that ended the run, engine.store.errorlog). ``inspect``,
+traceback of a bug that ended the run, engine.store.errorlog); ``tensorboard/`` with ``--log
+tensorboard`` (engine.store.tblog). ``inspect``,
 ``evaluate``, ``predict``, ``--resume``, ``watch`` and the TUI's browser read only this folder;
 what state its run is in is engine.store.runs' to tell.
 """
@@ -102,6 +103,16 @@ class RunWriter:
             row["lr"], round(row["seconds"], 4), row["samples"],
         ]
 
+    def _append_metrics(self, event: EpochEnded) -> None:
+        """One row under the one header: a file gone since the run began (removed by hand) starts
+        with its header again, and the row holds the epoch's own numbers (a NaN as nan), as
+        :meth:`rewrite_metrics` writes them from the history, not the JSON line's nulls."""
+        with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="", opener=_no_follow) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            if not handle.tell():
+                writer.writerow(self._columns())
+            writer.writerow(self._row(vars(event)))
+
     def __call__(self, event: Event) -> None:
         """Record ``event``. A write that fails (disk full, folder made read-only) ends the run
         with a CheckpointError naming the folder and the reason; the terminal event that follows
@@ -111,9 +122,7 @@ class RunWriter:
                 record = event.to_dict()
                 self._events.write(json.dumps(record) + "\n")
                 if isinstance(event, EpochEnded):
-                    with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="",
-                              opener=_no_follow) as handle:
-                        csv.writer(handle, lineterminator="\n").writerow(self._row(record))
+                    self._append_metrics(event)
                 if isinstance(event, RunFailed) and event.details:  # a bug's traceback, kept readable
                     errorlog.save(event.details, self.run_dir)
         except CheckpointError:
@@ -154,7 +163,7 @@ def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dic
     """
     skipped = tuple(f'{{"event": "{name}"'.encode() for name in skip)  # RunWriter writes the name first
     try:
-        handle = open(Path(run_dir) / EVENTS, "rb", opener=_read_no_follow)
+        handle = open(Path(run_dir) / EVENTS, "rb", opener=read_no_follow)
     except OSError:  # missing, a link, unreadable
         return
     with handle:
@@ -171,7 +180,7 @@ def read_events(run_dir: str | Path, skip: tuple[str, ...] = ()) -> Iterator[dic
                 yield record
 
 
-def _read_no_follow(path: str, flags: int) -> int:
+def read_no_follow(path: str, flags: int) -> int:
     """The opener of a run directory's files read back: a link fails instead of being followed,
     and a FIFO in their place does not block the open (it is then refused as no regular file)."""
     return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)

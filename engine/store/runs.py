@@ -8,9 +8,12 @@ machine is its lock's to say (``engine.store.lock``), not the pid its events rec
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import shutil
 import socket
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -19,14 +22,19 @@ from engine.errors import CheckpointError, ConfigError
 from engine.events import (
     TERMINAL_STATUS,
     BatchProgress,
+    CheckpointSaved,
     EpochEnded,
     RunFailed,
     RunFinished,
     RunStarted,
     RunStopped,
+    record_misfit,
 )
 from engine.store.lock import RunLock, locked
-from engine.store.rundir import BEST, CONFIG, EVENTS, LAST, read_events
+from engine.store.rundir import BEST, CONFIG, EVENTS, LAST, read_events, read_no_follow
+
+TAIL = 64 * 1024  # bytes read from the end of events.jsonl for its last record
+HEAD = 1024 * 1024  # the most read of its first line (a run_started line holds the whole config)
 
 
 def locate(path: str | Path, prefer: str = LAST) -> tuple[Path, Path | None]:
@@ -88,7 +96,8 @@ def summary(run_dir: str | Path) -> dict[str, Any] | None:
     when ``run_dir`` is not a run directory (it holds no readable config.toml). The keys: path,
     name, task, model, epochs_done, epochs (the total), best (monitor, value and epoch; empty
     before the first epoch), status, reason (why it finished or stopped), message (why it
-    failed), started (time of its first start), parameters and config.
+    failed), started (time of its first start), test (the finished run's test metrics, else
+    empty), seconds (the training time of its epochs), parameters and config.
     """
     run_dir = Path(run_dir)
     try:  # a regular file only: a FIFO planted there would block a listing, a link lead anywhere
@@ -97,20 +106,23 @@ def summary(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     if not {"task", "model", "epochs"} <= config.keys():
         return None
-    records = list(read_events(run_dir, skip=(BatchProgress.name,)))
+    records = _finished_ends(run_dir) or list(read_events(run_dir, skip=(BatchProgress.name, CheckpointSaved.name)))
     first_start, started, done, best, reason, message = None, {}, 0, {}, "", ""
+    test, seconds, total = {}, {}, None  # seconds by epoch: a resumed branch's epoch replaces the one it re-ran
     for record in records:
         event = record.get("event")
         if event == RunStarted.name:
             first_start = first_start or record.get("time")
-            started, done, reason, message = record, record.get("start_epoch", done), "", ""
+            started, done, reason, message, test = record, record.get("start_epoch", done), "", "", {}
+            total = None
         elif event == EpochEnded.name:
-            done = record["epoch"]
+            done, seconds[record["epoch"]] = record["epoch"], record["seconds"]
             if record.get("improved"):
                 best = _best_of(record, config.get("monitor", "auto"))
         elif event == RunFinished.name:
             best = record.get("best") or best  # also knows a best epoch that a resumed branch did not record
-            reason = record.get("reason", "")
+            reason, test = record.get("reason", ""), record["test"]
+            done, total = record["epochs_done"], record["seconds"]
         elif event == RunStopped.name:
             reason = record.get("reason", "")
         elif event == RunFailed.name:
@@ -130,9 +142,45 @@ def summary(run_dir: str | Path) -> dict[str, Any] | None:
         "reason": reason,
         "message": message,
         "started": first_start if first_start is not None else (run_dir / CONFIG).stat().st_mtime,
+        "test": test,
+        "seconds": total if total is not None else sum(seconds[epoch] for epoch in seconds if epoch <= done),
         "parameters": started.get("parameters"),
         "config": config,
     }
+
+
+def _finished_ends(run_dir: Path) -> list[dict[str, Any]] | None:
+    """[first run_started, run_finished] when events.jsonl begins with a start and ends with a
+    finish, read from its two ends alone; else None, and the whole file is read.
+
+    A finished run's last record holds all a summary needs of its epochs (the best, the test
+    metrics, the epochs done, their seconds), and most runs of a folder are finished: listing
+    a thousand runs then costs two short reads each, however many batches they recorded.
+    """
+    try:
+        handle = open(run_dir / EVENTS, "rb", opener=read_no_follow)
+    except OSError:
+        return None
+    with handle:
+        size = os.fstat(handle.fileno())
+        if not stat.S_ISREG(size.st_mode):
+            return None
+        head = handle.readline(HEAD)
+        handle.seek(max(0, size.st_size - TAIL))
+        tail = handle.read(TAIL).splitlines()
+    first, last = _record(head), _record(tail[-1] if tail else b"")
+    if first.get("event") == RunStarted.name and last.get("event") == RunFinished.name:
+        return [first, last]
+    return None
+
+
+def _record(line: bytes) -> dict[str, Any]:
+    """The event of one line of events.jsonl, or {} for a line that is not a whole one."""
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return {}
+    return record if record_misfit(record) is None else {}
 
 
 def _best_of(epoch: dict[str, Any], monitor: str) -> dict[str, Any]:

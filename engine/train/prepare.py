@@ -21,7 +21,7 @@ from engine.data.meta import TaskMeta
 from engine.data.split import TaskData
 from engine.data.tasks import load_task
 from engine.errors import CheckpointError, ConfigError
-from engine.store import checkpoint, rundir, runs
+from engine.store import checkpoint, rundir, runs, tblog
 from engine.store.checkpoint import TrainState
 from engine.store.lock import RunLock, refuse_if_locked
 from engine.text import first_line
@@ -33,7 +33,7 @@ from engine.train.models import MODELS, build_model
 from engine.train.optim import OPTIMIZERS, SCHEDULERS
 from engine.train.stopping import EarlyStopping
 
-RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta", "save_every", "amp", "compile")
+RESUME_OPTIONS = ("epochs", "device", "patience", "min_delta", "save_every", "amp", "compile", "log")
 
 
 class Shuffle:
@@ -89,6 +89,7 @@ class Parts:
         """The parts of a new run of ``config``, or of the run a checkpoint ``saved`` holds."""
         device = world.resolve_device(config.device)
         world.check(config)
+        tblog.check(config)  # an optional package the log needs, before anything takes time
         memory.check(config, device, advice=saved is None)  # an image folder's size, before any image is resized
         torch.manual_seed(config.seed)
         shuffle = Shuffle(config.seed)

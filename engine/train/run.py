@@ -31,7 +31,7 @@ from engine.data.split import TaskData
 from engine.device import device_name
 from engine.errors import TorchdeckError
 from engine.events import Event, EventStream, Message, RunFailed, RunStarted
-from engine.store import checkpoint, rundir, trust
+from engine.store import checkpoint, rundir, tblog, trust
 from engine.store.checkpoint import TrainState
 from engine.store.lock import RunLock
 from engine.train.control import Control
@@ -80,6 +80,8 @@ class Run:
                 writer.write_config(self.config.to_toml())
                 writer.rewrite_metrics(self.state.history)
                 self.events.subscribe(writer)
+                if self.config.log == "tensorboard":
+                    self.events.subscribe(tblog.TensorBoardLog(self.run_dir, self.config, self.state.step))
                 self.events.subscribe(lambda event: event.terminal and self._release())  # once it is written
         except BaseException:
             self._release()
@@ -102,7 +104,7 @@ class Run:
         """Continue the run saved at ``path`` (a run directory or a ``.pt`` file).
 
         Only ``epochs`` (to train further), ``device``, ``patience``, ``min_delta``,
-        ``save_every``, ``amp`` and ``compile`` may change; everything else is the checkpoint's
+        ``save_every``, ``amp``, ``compile`` and ``log`` may change; everything else is the checkpoint's
         own config. A run directory continues in itself; a loose ``.pt`` file goes to ``out``
         (default ``checkpoints``), never where its saved config says. In a job of several
         processes rank 0 reads the checkpoint and hands it to the others, whatever the job's size

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import errno
+import math
 import os
 
 import pytest
 
+from engine.config import RunConfig
 from engine.errors import CheckpointError
 from engine.events import EpochEnded
 from engine.store import rundir
+from engine.train.run import Run
 
 EPOCH = {"epoch": 1, "train_loss": 0.5, "val_loss": 0.25, "metrics": {"accuracy": 0.75}, "lr": 0.01,
          "seconds": 0.123456, "samples": 120}
@@ -112,3 +116,40 @@ def test_read_events_never_follows_a_link_nor_waits_on_a_fifo(tmp_path):
     os.mkfifo(fifo / rundir.EVENTS)
     assert list(rundir.read_events(linked)) == [] and list(rundir.read_events(fifo)) == []
     assert list(rundir.read_events(tmp_path / "missing")) == []
+
+
+# --- metrics.csv: one row per epoch under one header -------------------------------------------
+
+def table(run_dir) -> list[list[str]]:
+    with open(run_dir / rundir.METRICS, newline="") as handle:
+        return list(csv.reader(handle))
+
+
+def test_metrics_keep_one_row_per_epoch_under_one_header_across_a_resume(tmp_path):
+    run = Run.new(RunConfig.for_task("diabetes", epochs=2, out=str(tmp_path))).start()
+    assert run.wait().name == "run_finished"
+    assert Run.resume(run.run_dir, epochs=3).start().wait().name == "run_finished"
+    header, *rows = table(run.run_dir)
+    assert header == ["epoch", "train_loss", "val_loss", "mae", "rmse", "r2", "lr", "seconds", "samples"]
+    assert [row[0] for row in rows] == ["1", "2", "3"]
+    assert all(len(row) == len(header) and all(row) for row in rows)  # no sparse cells
+
+
+def test_a_metrics_file_removed_during_a_run_gets_its_header_back(tmp_path):
+    writer = rundir.RunWriter(rundir.create(tmp_path, "run"), ["accuracy"])
+    writer.rewrite_metrics([])
+    (writer.run_dir / rundir.METRICS).unlink()
+    writer(EpochEnded(epochs=2, **EPOCH))
+    assert table(writer.run_dir) == [["epoch", "train_loss", "val_loss", "accuracy", "lr", "seconds", "samples"],
+                                     ["1", "0.5", "0.25", "0.75", "0.01", "0.1235", "120"]]
+
+
+def test_an_epoch_reads_the_same_as_it_went_and_after_a_rewrite(tmp_path):
+    writer = rundir.RunWriter(rundir.create(tmp_path, "run"), ["accuracy"])
+    epoch = {**EPOCH, "metrics": {"accuracy": math.nan}}  # a metric a tiny split leaves undefined
+    writer.rewrite_metrics([])
+    writer(EpochEnded(epochs=2, **epoch))
+    live = table(writer.run_dir)
+    writer.rewrite_metrics([epoch])
+    assert live == table(writer.run_dir)
+    assert live[1][3] == "nan"
