@@ -13,21 +13,26 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import Field, fields
 from enum import Enum
-from inspect import Parameter, Signature, signature
 from pathlib import Path
 from typing import Optional
 
 import typer
 from typer import Abort
 
-from cli import reading
-from cli.common import EXIT_BAD_INPUT, EXIT_FAILED, _code_option, _error, one_line
-from engine.config import RunConfig, flag, is_asked
+from cli import reading, sweep, tuning
+from cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    _code_option,
+    _error,
+    one_line,
+    run_app,
+    with_run_options,
+)
+from engine.config import RunConfig
 from engine.errors import TorchdeckError
 from engine.text import printable
-from engine.values import value_kind
 
 try:  # Typer >= 0.29 vendors Click
     from typer._click.exceptions import ClickException
@@ -58,25 +63,13 @@ def _root(
 ) -> None:
     """Train, watch and inspect PyTorch models from the terminal. With no command: the TUI."""
     if ctx.invoked_subcommand is None:
-        _run_app()
-
-
-def _run_app(**options) -> None:
-    """Open the Textual app; it needs a terminal (use `torchdeck train` without one)."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise TorchdeckError("the TUI needs a terminal; for headless runs use `torchdeck train` (see --help)")
-    from tui.app import TorchdeckApp
-
-    app = TorchdeckApp(**options)
-    app.run()
-    if app.return_code:  # the app ended on a bug, whose one line it printed
-        raise typer.Exit(app.return_code)
+        run_app()
 
 
 @app.command()
 def tui(out: Path = typer.Option(Path("checkpoints"), "--out", help="folder of run directories")) -> None:
     """Open the TUI: wizard, live dashboard, checkpoint browser."""
-    _run_app(out=out)
+    run_app(out=out)
 
 
 @app.command()
@@ -86,7 +79,7 @@ def watch(run_dir: Path = typer.Argument(..., help="run directory written by `to
 
     if not (run_dir / rundir.EVENTS).is_file():
         raise TorchdeckError(f"{run_dir} is not a torchdeck run directory (it holds no {rundir.EVENTS})")
-    _run_app(out=run_dir.parent, watch=run_dir)
+    run_app(out=run_dir.parent, watch=run_dir)
 
 
 @app.command()
@@ -95,32 +88,11 @@ def browse(path: Path = typer.Argument(Path("checkpoints"), help="folder of run 
     TorchScript, safetensors or ONNX; a folder holding model.safetensors.index.json too)."""
     # engine.store.modelfiles.INDEX by name: that module imports torch, which the run browser does without
     if path.is_file() or (path / "model.safetensors.index.json").is_file():
-        _run_app(out=path.parent, inspect=path)
+        run_app(out=path.parent, inspect=path)
+    elif (path / "sweep.toml").is_file():  # engine.use.sweep.SETTINGS: a sweep's leaderboard
+        run_app(out=path, sweep=path)
     else:
-        _run_app(out=path, browse=True)
-
-
-# Typer's type for each kind of RunConfig value: a list of layer sizes is typed as text (16,8).
-_FLAG_TYPES = {"bool": bool, "int": int, "float": float, "tuple": str, "str": str, "Arguments": str}
-
-
-def _run_option(f: Field) -> Parameter:
-    """The ``train`` flag of a RunConfig field: None unless given, so a flag left out leaves
-    the value to the --config file, the task's preset or the resumed run."""
-    kind = value_kind(f)
-    names = [f"{flag(f.name)}/{flag(f.name, on=False)}" if kind == "bool" else flag(f.name)]
-    names += [f.metadata["short"]] if f.metadata["short"] else []
-    return Parameter(f.name, Parameter.KEYWORD_ONLY, annotation=Optional[_FLAG_TYPES[kind]],
-                     default=typer.Option(None, *names, help=f.metadata["help"], show_default=False))
-
-
-def with_run_options(command):
-    """Give ``command`` a flag for every RunConfig field, its value passed in ``**options``:
-    RunConfig's fields are the one list of run options, with their help."""
-    own = [p.replace(kind=p.KEYWORD_ONLY) for p in signature(command).parameters.values()
-           if p.kind is not p.VAR_KEYWORD]
-    command.__signature__ = Signature([*(_run_option(f) for f in fields(RunConfig) if is_asked(f)), *own])
-    return command
+        run_app(out=path, browse=True)
 
 
 @app.command()
@@ -213,6 +185,8 @@ def list_(what: Optional[Catalogs] = typer.Argument(None, help="which catalog (d
 for _command in (reading.inspect, reading.diff, reading.evaluate, reading.predict, reading.export, reading.runs,
                  reading.compare):
     app.command()(_command)
+app.command("lr-find")(tuning.lr_find)
+app.command()(sweep.sweep)
 
 
 def main() -> None:

@@ -33,12 +33,13 @@ class TorchdeckApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
 
     def __init__(self, out: str | Path = "checkpoints", watch: str | Path | None = None,
-                 browse: bool = False, inspect: str | Path | None = None) -> None:
+                 browse: bool = False, inspect: str | Path | None = None, sweep: str | Path | None = None) -> None:
         super().__init__()
         self.out = Path(out)
         self._watch = Path(watch) if watch else None
         self._browse = browse
         self._inspect = Path(inspect) if inspect else None
+        self._sweep = Path(sweep) if sweep else None
         self.bug = ""  # the line of the bug that ended the app, if one did
         self.farewell = ""  # what the shell is told once the app has closed (a stopped run's resume command)
 
@@ -76,6 +77,10 @@ class TorchdeckApp(App):
             self.watch_run(self._watch)
         elif self._inspect is not None:
             self.open_tensors(self._inspect)
+        elif self._sweep is not None:
+            from tui.sweep import SweepScreen
+
+            self._show(SweepScreen(self._sweep))
         elif self._browse:
             self.open_browser()
         else:

@@ -37,7 +37,7 @@ from textual.widgets.option_list import Option
 from engine.config import RunConfig, catalog, command_line, is_asked, owner_of
 from engine.device import resolve_device
 from engine.text import printable
-from tui import owncode
+from tui import lrfind, owncode
 from tui.datarow import DataJobs, Later, SavePrompt, task_fields
 from tui.form import OptionRow, checked, in_rows, note
 from tui.preview import option_table
@@ -93,6 +93,7 @@ class WizardScreen(DataJobs, Screen):
         Binding("escape", "leave(True)", "quit", show=False, priority=True),
         Binding("q", "leave", "quit"),
         Binding("ctrl+o", "pick_folder", "choose folder"),
+        Binding("ctrl+f", "find_lr", "find lr"),
         Binding("s", "save", "save"),
         Binding("c", "copy", "copy"),
         Binding("b", "browse", "browse"),
@@ -126,8 +127,8 @@ class WizardScreen(DataJobs, Screen):
                 yield Static(id="model-error", classes="error")
                 yield Static(id="parameters")
             with VerticalScroll(id="training-step"):
-                yield Static("Options the chosen optimizer or scheduler does not use are hidden.",
-                             classes="hint")
+                yield Static("Options the chosen optimizer or scheduler does not use are hidden. "
+                             "Ctrl+F finds a learning rate.", classes="hint")
                 yield from self._rows("training")
                 yield Static(id="training-error", classes="error")
             with VerticalScroll(id="review-step"):
@@ -333,6 +334,9 @@ class WizardScreen(DataJobs, Screen):
     def action_browse(self) -> None:
         self.app.open_browser()
 
+    def action_find_lr(self) -> None:
+        lrfind.find(self)  # the range test of the options so far; its suggestion fills the lr row
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         """Show in the footer only the keys that work on this step."""
         if action == "next":
@@ -345,6 +349,8 @@ class WizardScreen(DataJobs, Screen):
             return self.step == "task" and self._row("data_dir").display
         if action in ("start", "save", "copy"):
             return self.step == "review"
+        if action == "find_lr":
+            return self.step == "training"
         return True
 
     # --- review -------------------------------------------------------------------------

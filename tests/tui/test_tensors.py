@@ -265,7 +265,7 @@ def test_browse_opens_a_model_file_or_an_index_folder_and_otherwise_the_runs(mon
     import cli.main
 
     opened: list[dict] = []
-    monkeypatch.setattr(cli.main, "_run_app", lambda **options: opened.append(options))
+    monkeypatch.setattr(cli.main, "run_app", lambda **options: opened.append(options))
     (tmp_path / "sharded").mkdir()
     (tmp_path / "sharded" / "model.safetensors.index.json").write_text("{}")
     for path in (model_file, tmp_path / "sharded", tmp_path):
