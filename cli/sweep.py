@@ -36,6 +36,9 @@ def sweep(
     resume: Optional[Path] = typer.Option(None, "--resume", help="go on with the sweep in this folder (after a "
                                           "stop or a kill; re-runs the trials that were cut short)"),
     json_lines: bool = typer.Option(False, "--json", help="print each finished trial, then the best, as JSON lines"),
+    storage: Optional[str] = typer.Option(
+        None, "--storage", help="a database URL (postgresql://…, mysql://…) for a study several machines share; "
+        "given again with --resume (default: study.db in the sweep folder)"),
     tui: bool = typer.Option(False, "--tui", help="watch the trials in the TUI's live leaderboard while they train "
                              "(q stops them; --resume goes on)"),
     **options,
@@ -50,14 +53,16 @@ def sweep(
     sweeping.optuna().logging.set_verbosity(sweeping.optuna().logging.ERROR)  # the lines below say it all
     if resume is not None:
         if flags or param or config is not None:
-            raise TorchdeckError("--resume goes on with the sweep's own options; only --trials and --jobs may be given")
-        study = sweeping.Sweep.open(resume, trials)
+            raise TorchdeckError("--resume goes on with the sweep's own options; only --trials, --jobs and --storage "
+                                 "may be given")
+        study = sweeping.Sweep.open(resume, trials, storage=storage)
     else:
         if trials is None:
             raise TorchdeckError("--trials: how many trials should the sweep finish? e.g. --trials 20")
         values = RunConfig.read_toml(config) if config is not None else {}
         base = RunConfig.from_values({**values, **flags})
-        study = sweeping.Sweep.create(base, list(param or ()), trials, out=base.out, name=flags.get("name"))
+        study = sweeping.Sweep.create(base, list(param or ()), trials, out=base.out, name=flags.get("name"),
+                                      storage=storage)
     show = _json_line if json_lines else _plain_line
     if not json_lines:
         print(f"sweep {printable(str(study.folder))}: {study.trials} trials, by {study.monitor} ({study.direction})")
@@ -113,7 +118,7 @@ def _in_tui(study, jobs: int) -> None:
     worker = threading.Thread(target=train, name="torchdeck-sweep", daemon=True)
     worker.start()
     try:
-        run_app(out=study.folder, sweep=study.folder)
+        run_app(out=study.folder, sweep=study.folder, sweep_storage=study.storage)
     finally:
         if worker.is_alive():
             study.stop("the TUI closed")

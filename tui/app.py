@@ -33,13 +33,15 @@ class TorchdeckApp(App):
     BINDINGS = [Binding("ctrl+q", "quit", "quit", show=False, priority=True)]
 
     def __init__(self, out: str | Path = "checkpoints", watch: str | Path | None = None,
-                 browse: bool = False, inspect: str | Path | None = None, sweep: str | Path | None = None) -> None:
+                 browse: bool = False, inspect: str | Path | None = None, sweep: str | Path | None = None,
+                 sweep_storage: str | None = None) -> None:
         super().__init__()
         self.out = Path(out)
         self._watch = Path(watch) if watch else None
         self._browse = browse
         self._inspect = Path(inspect) if inspect else None
         self._sweep = Path(sweep) if sweep else None
+        self._sweep_storage = sweep_storage
         self.bug = ""  # the line of the bug that ended the app, if one did
         self.farewell = ""  # what the shell is told once the app has closed (a stopped run's resume command)
 
@@ -80,7 +82,7 @@ class TorchdeckApp(App):
         elif self._sweep is not None:
             from tui.sweep import SweepScreen
 
-            self._show(SweepScreen(self._sweep))
+            self._show(SweepScreen(self._sweep, self._sweep_storage))
         elif self._browse:
             self.open_browser()
         else:

@@ -48,9 +48,10 @@ class SweepScreen(Screen):
                 Binding("escape", "app.leave", "quit", show=False)]
     REFRESH_SECONDS = 2.0
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, storage: str | None = None) -> None:
         super().__init__()
         self.folder = Path(folder)
+        self.storage = storage  # the study's database URL, when it is not the folder's study.db
         self.trials: list[dict[str, Any]] = []
         self._reading: Worker | None = None
 
@@ -77,7 +78,7 @@ class SweepScreen(Screen):
     def read(self, folder: Path) -> None:
         from engine.use.sweep import leaderboard
 
-        answer(self._show, leaderboard(folder))
+        answer(self._show, leaderboard(folder, storage=self.storage))
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if (problem := failure(event)) is not None:

@@ -133,8 +133,10 @@ class SweepStopped(Exception):
 class Sweep:
     """A sweep folder: its settings, its Optuna study, and the trials running in this process."""
 
-    def __init__(self, folder: Path, config: RunConfig, params: list[Param], trials: int, pruner=None):
+    def __init__(self, folder: Path, config: RunConfig, params: list[Param], trials: int, pruner=None,
+                 storage: str | None = None):
         self.folder, self.config, self.params, self.trials = folder, config, params, trials
+        self.storage = storage_url(folder, storage)
         self.monitor, self.direction = _direction(config)
         self._runs: set[Run] = set()
         self._lock = threading.Lock()
@@ -144,9 +146,12 @@ class Sweep:
 
     @classmethod
     def create(cls, config: RunConfig, specs: list[str], trials: int, out: str | Path | None = None,
-               name: str | None = None, pruner=None) -> "Sweep":
+               name: str | None = None, pruner=None, storage: str | None = None) -> "Sweep":
         """A new sweep of ``config`` over ``specs`` (``--param`` texts) in a fresh folder of ``out``
-        (default: the config's ``out``), named ``name`` (default: ``sweep-task-model-time``)."""
+        (default: the config's ``out``), named ``name`` (default: ``sweep-task-model-time``).
+        ``storage``: a database URL for a study that several machines share (default: the
+        folder's study.db); the folder records only that there is one, never the URL, which the
+        user gives again to resume: nothing read from a folder decides where torchdeck writes."""
         optuna()
         params = [parse_param(spec) for spec in specs]
         if not params:
@@ -162,24 +167,30 @@ class Sweep:
         config = trust.pin(config.replace(name=None))  # the name is the sweep's folder's; each trial has its own
         folder = rundir.create(out if out is not None else config.out,
                                name or "sweep-" + rundir.default_name(config.task, config.model))
-        settings = {"trials": trials, "params": [p.spec for p in params], "config": config.to_dict()}
+        settings = {"trials": trials, "params": [p.spec for p in params], "config": config.to_dict(),
+                    "shared_storage": storage is not None}
         write_atomic(folder / SETTINGS, lambda handle: handle.write(tomli_w.dumps(settings).encode()))
-        return cls(folder, config, params, trials, pruner)
+        return cls(folder, config, params, trials, pruner, storage)
 
     @classmethod
-    def open(cls, folder: str | Path, trials: int | None = None, pruner=None) -> "Sweep":
-        """The sweep saved in ``folder``, to go on with (``trials``: a new total)."""
+    def open(cls, folder: str | Path, trials: int | None = None, pruner=None, storage: str | None = None) -> "Sweep":
+        """The sweep saved in ``folder``, to go on with (``trials``: a new total; ``storage``: the
+        database URL of a study kept outside the folder, as given to create)."""
         optuna()
         folder = Path(folder)
-        if not (folder / SETTINGS).is_file() or not (folder / STORAGE).is_file():
-            raise TorchdeckError(f"{folder} is not a sweep folder (it holds no {SETTINGS} and {STORAGE})")
+        if not (folder / SETTINGS).is_file():
+            raise TorchdeckError(f"{folder} is not a sweep folder (it holds no {SETTINGS})")
         settings = tomlfile.read_toml(folder / SETTINGS, "sweep settings", follow_links=False)
+        if settings.get("shared_storage") is True and storage is None:
+            raise TorchdeckError(f"{folder}: its study is in a database of its own; give its URL with --storage")
+        if storage is None and not (folder / STORAGE).is_file():
+            raise TorchdeckError(f"{folder} is not a sweep folder (it holds no {STORAGE})")
         try:
             specs, total, values = list(settings["params"]), int(settings["trials"]), dict(settings["config"])
         except (KeyError, TypeError, ValueError):
             raise TorchdeckError(f"{folder / SETTINGS}: not the settings of a sweep") from None
         config = trust.admit(RunConfig.from_dict(values))  # its own code runs only if trusted as it is
-        return cls(folder, config, [parse_param(spec) for spec in specs], trials or total, pruner)
+        return cls(folder, config, [parse_param(spec) for spec in specs], trials or total, pruner, storage)
 
     def _study(self, pruner):
         module = optuna()
@@ -188,9 +199,9 @@ class Sweep:
             retry = getattr(module.storages, "RetryHeartbeatStaleTrialCallback", None)  # Optuna 4.9+
             retry = {"heartbeat_stale_trial_callback": retry(max_retry=3)} if retry else \
                 {"failed_trial_callback": module.storages.RetryFailedTrialCallback(max_retry=3)}
-            storage = module.storages.RDBStorage(
-                f"sqlite:///{self.folder.resolve() / STORAGE}", heartbeat_interval=HEARTBEAT, grace_period=GRACE,
-                engine_kwargs={"connect_args": {"timeout": 60}}, **retry)
+            waits = {"connect_args": {"timeout": 60}} if self.storage.startswith("sqlite:") else {}  # SQLite's lock
+            storage = module.storages.RDBStorage(self.storage, heartbeat_interval=HEARTBEAT, grace_period=GRACE,
+                                                 engine_kwargs=waits, **retry)
             started = sum(summary.n_trials for summary in module.get_all_study_summaries(storage, False))
             # seeded from the config, and on from where a resumed study is: no replay of its first draws
             sampler = module.samplers.TPESampler(seed=(self.config.seed + started) % 2**32)
@@ -280,16 +291,21 @@ class Sweep:
         return self.config.replace(**{param.name: param.value(row["params"][param.name]) for param in self.params})
 
 
-def leaderboard(folder: str | Path, study=None) -> list[dict]:
+def storage_url(folder: Path, storage: str | None = None) -> str:
+    """The study's database: ``storage`` as given (a URL), else the folder's study.db."""
+    return storage or f"sqlite:///{Path(folder).resolve() / STORAGE}"
+
+
+def leaderboard(folder: str | Path, study=None, storage: str | None = None) -> list[dict]:
     """Every trial of the sweep in ``folder``: number, state, value, params, run_dir, duration
     (seconds, None while running), message (why it failed); best first: complete trials by value, then the rest."""
     module = optuna()
     folder = Path(folder)
     if study is None:
-        if not (folder / STORAGE).is_file():
+        if storage is None and not (folder / STORAGE).is_file():
             raise TorchdeckError(f"{folder} is not a sweep folder (it holds no {STORAGE})")
         with _database(folder):
-            study = module.load_study(study_name=STUDY, storage=f"sqlite:///{folder.resolve() / STORAGE}")
+            study = module.load_study(study_name=STUDY, storage=storage_url(folder, storage))
     sign = -1 if study.direction == module.study.StudyDirection.MAXIMIZE else 1
     rows = [_row(folder, trial) for trial in study.get_trials(deepcopy=False)]
     order = {"complete": 0, "pruned": 1, "running": 2, "waiting": 3, "fail": 4}

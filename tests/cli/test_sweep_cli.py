@@ -100,7 +100,7 @@ def test_a_signal_stops_the_trials_and_prints_the_resume_command(tmp_path):
 def test_resume_takes_no_new_options(cli, tmp_path):
     assert cli(*SWEEP, "--trials", "1", "--epochs", "1", "--out", ".", "--name", "s").code == 0
     result = cli("sweep", "--resume", "s", "--lr", "0.1")
-    assert result.code == 2 and "only --trials and --jobs" in result.err
+    assert result.code == 2 and "only --trials, --jobs and --storage" in result.err
     assert cli("sweep", "--resume", "s", "--trials", "2").code == 0
     assert (tmp_path / "s" / "trial-0001").is_dir()
     missing = cli("sweep", "--resume", "nowhere")

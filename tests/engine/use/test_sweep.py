@@ -112,3 +112,19 @@ def test_a_folder_that_is_no_sweep_is_one_line(tmp_path):
             read()
     with pytest.raises(TorchdeckError, match="not a sweep folder"):
         Sweep.open(tmp_path)
+
+
+def test_a_study_in_a_database_of_its_own_is_named_again_to_resume(tmp_path):
+    """--storage URL (several machines' shared study): the folder records that there is one,
+    never where, so a sweep folder from elsewhere cannot choose where torchdeck writes."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    sweep = Sweep.create(RunConfig.for_task("iris", epochs=1), ["lr=0.01..0.1"], 1, out=tmp_path, name="s",
+                         storage=url)
+    sweep.run()
+    assert (tmp_path / "shared.db").is_file() and not (tmp_path / "s" / "study.db").exists()
+    assert url not in (tmp_path / "s" / "sweep.toml").read_text()
+    with pytest.raises(TorchdeckError, match="give its URL with --storage"):
+        Sweep.open(tmp_path / "s")
+    again = Sweep.open(tmp_path / "s", trials=2, storage=url)
+    again.run()
+    assert [row["state"] for row in leaderboard(tmp_path / "s", storage=url)] == ["complete", "complete"]
