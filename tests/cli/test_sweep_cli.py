@@ -3,6 +3,7 @@ the one line without Optuna."""
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import signal
 import subprocess
@@ -45,6 +46,21 @@ def test_json_lines(cli):
     assert [r.get("number") for r in records[:2]] == [0, 1] and records[-1]["command"].startswith("torchdeck train")
 
 
+def beating(folder, number: int) -> bool:
+    """Whether trial ``number`` has recorded a heartbeat in the study. A trial killed before its
+    first one is never found stale by Optuna: it stays RUNNING and its options are not retried
+    (the sweep still finishes its trials)."""
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(folder / STORAGE, timeout=5)) as db:
+        try:
+            found = db.execute("SELECT 1 FROM trial_heartbeats h JOIN trials t ON t.trial_id = h.trial_id "
+                               "WHERE t.number = ?", (number,)).fetchone()
+        except sqlite3.OperationalError:  # the tables are being made
+            return False
+    return found is not None
+
+
 def test_a_sweep_killed_with_kill_9_resumes_to_its_trials(tmp_path):
     folder = tmp_path / "sweeps" / "k"
     process = subprocess.Popen([sys.executable, "-m", "cli", *SWEEP, "--trials", "4", "--epochs", "80",
@@ -52,7 +68,7 @@ def test_a_sweep_killed_with_kill_9_resumes_to_its_trials(tmp_path):
                                stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
-        while not (folder / "trial-0002" / "events.jsonl").exists():
+        while not ((folder / "trial-0002" / "events.jsonl").exists() and beating(folder, 2)):
             assert process.poll() is None and time.monotonic() < deadline, process.stderr.read()
             time.sleep(0.01)
     finally:
