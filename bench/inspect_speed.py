@@ -14,11 +14,9 @@ pickle (torch.save, memory-mapped).
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -26,6 +24,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.timing import median_seconds  # noqa: E402
 from engine.store.modelfiles import open_file  # noqa: E402
 from engine.use import tensorstats  # noqa: E402
 
@@ -36,15 +35,6 @@ class Big(nn.Module):
     def __init__(self, layers: int) -> None:
         super().__init__()
         self.blocks = nn.ModuleList(nn.Linear(4096, 4096, bias=False) for _ in range(layers))
-
-
-def median_seconds(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -15,14 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.timing import median_seconds  # noqa: E402
 from engine.config import RunConfig  # noqa: E402
 from engine.store.runs import list_runs  # noqa: E402
 
@@ -66,15 +65,6 @@ def write_run(folder: Path, number: int, epochs: int, batches: int, rng: random.
     (run_dir / "events.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
-def timed(action, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        began = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - began)
-    return statistics.median(times)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=1000)
@@ -91,9 +81,9 @@ def main() -> None:
               f"{size / 1e6:.1f} MB")
         found = list_runs(folder)
         assert len(found) == args.runs, len(found)
-        listing = timed(lambda: list_runs(folder), args.repeats)
+        listing = median_seconds(lambda: list_runs(folder), args.repeats)
         command = [sys.executable, "-m", "cli", "runs", folder, "--json"]
-        cli = timed(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL), args.repeats)
+        cli = median_seconds(lambda: subprocess.run(command, check=True, stdout=subprocess.DEVNULL), args.repeats)
         print(f"list_runs             {listing:.3f} s  ({listing / args.runs * 1e3:.2f} ms per run)")
         print(f"torchdeck runs --json {cli:.3f} s  (a fresh process: startup and JSON included)")
 

@@ -25,11 +25,12 @@ from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker
 from textual_plotext import PlotextPlot
 
+from engine.config import HIGHER_IS_BETTER
 from engine.text import fmt, printable
-from engine.use.compare import HIGHER_IS_BETTER, compare
+from engine.use.compare import compare
 from tui.background import answer, failure, in_thread
 from tui.rundetails import NAME_WIDTH
-from tui.widgets import SERIES_COLOURS, epoch_ticks, plain
+from tui.widgets import SERIES_COLOURS, ChartViews, epoch_ticks, plain
 
 Colour = tuple[int, int, int]
 MARK = "✓"
@@ -84,7 +85,7 @@ def colour_style(colour: Colour) -> str:
 # --- the curves --------------------------------------------------------------------------------
 
 
-class CompareCurve(PlotextPlot):
+class CompareCurve(ChartViews, PlotextPlot):
     """The runs' curves in one plot, each run its colour: the loss view draws validation as a
     thick line and training as a thin one, a metric view the validation metric. ``v`` cycles the views,
     ``l`` toggles a log axis (each view its own: a loss falls by decades, a metric does not)."""
@@ -105,19 +106,6 @@ class CompareCurve(PlotextPlot):
         """loss, then every metric some run recorded (in the order first met)."""
         metrics = {name: None for _, _, history in self.runs for row in history for name in row["metrics"]}
         return ["loss", *metrics]
-
-    def cycle_view(self) -> None:
-        views = self.views
-        self.view = views[(views.index(self.view) + 1) % len(views)]
-        self.refresh()
-
-    def toggle_log(self) -> None:
-        self.log_views ^= {self.view}
-        self.refresh()
-
-    @property
-    def log_y(self) -> bool:
-        return self.view in self.log_views
 
     def lines(self) -> list[tuple[str, str]]:
         """The line kinds of the view: (name, plotext marker)."""

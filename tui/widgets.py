@@ -36,13 +36,40 @@ def epoch_ticks(last: int, room: int) -> list[int]:
     return [1, *range(step, last + 1, step)] if step > 1 else list(range(1, last + 1))
 
 
-class LossCurve(PlotextPlot):
+class ChartViews:
+    """What a chart shows: one of its ``views`` (``v`` cycles them), on a log or a linear axis
+    (``l``; each view its own, in ``log_views``: a loss falls by decades, a metric does not)."""
+
+    view = "loss"
+    log_views: set[str]
+    views: tuple[str, ...] | list[str]
+
+    def cycle_view(self) -> None:
+        views = self.views
+        self.view = views[(views.index(self.view) + 1) % len(views)]
+        self.redraw()
+
+    def toggle_log(self) -> None:
+        self.log_views ^= {self.view}
+        self.redraw()
+
+    @property
+    def log_y(self) -> bool:
+        return self.view in self.log_views
+
+    def redraw(self) -> None:
+        self.refresh()
+
+
+class LossCurve(ChartViews, PlotextPlot):
     """Per epoch: train and validation loss, the metrics, or the learning rate (``view``), on a
     log or linear axis (each view its own), the best epoch marked; before the first epoch ends,
     the batch losses.
 
     The legend is the title (its keys coloured as the lines are), never over the data; the plot
     is drawn at most once a second: plotting is costly on a fast run."""
+
+    views = VIEWS
 
     def on_mount(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -53,7 +80,7 @@ class LossCurve(PlotextPlot):
         self.keys: list[tuple[str, tuple[int, int, int]]] = []  # the drawn lines' names and colours
         self._dirty = False
         self.set_interval(1.0, self._redraw_if_dirty)
-        self._draw()
+        self.redraw()
 
     @property
     def train(self) -> list[float]:
@@ -76,19 +103,7 @@ class LossCurve(PlotextPlot):
 
     def show_history(self, history: Iterable[dict[str, Any]], best_epoch: int | None = None) -> None:
         self.rows, self.batches, self.best_epoch = list(history), [], best_epoch
-        self._draw()
-
-    def cycle_view(self) -> None:
-        self.view = VIEWS[(VIEWS.index(self.view) + 1) % len(VIEWS)]
-        self._draw()
-
-    def toggle_log(self) -> None:
-        self.log_views ^= {self.view}
-        self._draw()
-
-    @property
-    def log_y(self) -> bool:
-        return self.view in self.log_views
+        self.redraw()
 
     def series(self) -> dict[str, list[tuple[float, float]]]:
         """The view's lines as name → finite (x, y) points."""
@@ -106,9 +121,9 @@ class LossCurve(PlotextPlot):
 
     def _redraw_if_dirty(self) -> None:
         if self._dirty:
-            self._draw()
+            self.redraw()
 
-    def _draw(self) -> None:
+    def redraw(self) -> None:
         self._dirty = False
         self.refresh()
 
