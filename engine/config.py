@@ -327,6 +327,9 @@ def command_line(config: RunConfig) -> str:
     return shlex.join(words)
 
 
+HIGHER_IS_BETTER = frozenset({"accuracy", "r2"})  # the monitors that improve upwards; losses and errors fall
+
+
 def monitors(kind: str) -> list[str]:
     """The names ``monitor`` accepts for a task kind; ``auto`` picks the first metric."""
     metrics = ["mae", "rmse", "r2"] if kind == "regression" else ["accuracy"]

@@ -102,7 +102,7 @@ def read_safely(path: str | Path, map_location: str | torch.device = "cpu") -> A
                 f"{path} was refused: loading it would run or build Python objects "
                 f"({', '.join(unsafe)}); torchdeck only reads plain data"
             ) from None
-        if not _is_pickle(path):
+        if not is_pickle(path):
             raise CheckpointError(f"{path} is damaged or not a PyTorch file") from None
         raise CheckpointError(
             f"{path} was refused: it is a plain pickle, which torchdeck never loads because loading "
@@ -242,7 +242,7 @@ def _damage(payload: dict[str, Any]) -> list[str]:
     return [f"its {where} is not {check.what}" for where, check in AGREEMENT if not check.holds(payload["task"])]
 
 
-def _is_pickle(path: Path) -> bool:
+def is_pickle(path: Path) -> bool:
     """Whether the file starts as a pickle of protocol 2 or later does (what torch.save's old format wrote)."""
     with open(path, "rb") as handle:
         head = handle.read(2)

@@ -14,7 +14,6 @@ from sklearn import metrics as skm
 
 REGRESSION = ("mae", "rmse", "r2")
 CLASSIFICATION = ("accuracy",)
-HIGHER_IS_BETTER = {"accuracy", "r2"}
 
 
 def metric_names(kind: str) -> list[str]:

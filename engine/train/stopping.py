@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from engine.train.metrics import HIGHER_IS_BETTER
+from engine.config import HIGHER_IS_BETTER
 
 
 class EarlyStopping:

@@ -11,12 +11,12 @@ import math
 from pathlib import Path
 from typing import Any, Iterable
 
+from engine.config import HIGHER_IS_BETTER
 from engine.errors import CheckpointError
 from engine.events import BatchProgress, EpochEnded
 from engine.store import runs
 from engine.store.rundir import read_events
 
-HIGHER_IS_BETTER = {"accuracy", "r2"}  # engine.train.metrics's, which imports torch to say so
 SAME_FOR_ALL = {"name", "out"}  # where a run was written, not how it trained
 
 

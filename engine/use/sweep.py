@@ -20,12 +20,12 @@ from typing import Any, Callable
 import tomli_w
 
 from engine import tomlfile
-from engine.config import RunConfig, catalog, is_asked
+from engine.config import HIGHER_IS_BETTER, RunConfig, catalog, is_asked
 from engine.errors import CheckpointError, ConfigError, TorchdeckError, did_you_mean
 from engine.events import EpochEnded, RunFinished, RunStopped
 from engine.store import rundir, trust
 from engine.store.atomic import write_atomic
-from engine.train.metrics import HIGHER_IS_BETTER, default_monitor
+from engine.train.metrics import default_monitor
 from engine.train.run import Run
 from engine.values import coerce, value_kind
 

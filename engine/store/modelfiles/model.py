@@ -15,12 +15,6 @@ from typing import Any, Callable
 
 import torch
 
-# How many bytes an element of each dtype takes, by the dtype's name without "torch.".
-_SIZES = {"bool": 1, "uint8": 1, "int8": 1, "float8_e4m3fn": 1, "float8_e5m2": 1, "float8_e4m3fnuz": 1,
-          "float8_e5m2fnuz": 1, "int16": 2, "uint16": 2, "float16": 2, "bfloat16": 2, "int32": 4, "uint32": 4,
-          "float32": 4, "complex32": 4, "int64": 8, "uint64": 8, "float64": 8, "complex64": 8, "complex128": 16,
-          "qint8": 1, "quint8": 1, "qint32": 4}
-
 
 def dtype_name(dtype: torch.dtype | str) -> str:
     """``torch.float32`` → ``float32``: the name a person reads and JSON keeps."""
@@ -28,7 +22,9 @@ def dtype_name(dtype: torch.dtype | str) -> str:
 
 
 def element_size(dtype: str) -> int:
-    return _SIZES.get(dtype, 0)
+    """Bytes per element of the dtype named as ``dtype_name`` writes it; 0 for a name torch has no dtype of."""
+    found = getattr(torch, dtype, None) if dtype.isidentifier() else None
+    return found.itemsize if isinstance(found, torch.dtype) else 0
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 
 from engine.errors import CheckpointError
+from engine.store.checkpoint import MAGIC, is_pickle
 from engine.store.modelfiles import shadow
 from engine.store.modelfiles.model import ModelFile, TensorEntry, element_size, entry
 from engine.store.modelfiles.structure import Found, model_key, walk
 from engine.text import first_line
 
-TORCHDECK_MAGIC = "torchdeck-checkpoint"  # engine.store.checkpoint.MAGIC: a torchdeck checkpoint's mark
 MAX_PICKLE = 1 << 28  # a data.pkl of 256 MiB describes millions of tensors; a larger one is a zip bomb
 RESAVE = ("to make it readable, its owner can load it where its classes are defined and save the weights: "
           "torch.save(model.state_dict(), 'weights.pt')")
@@ -45,7 +45,7 @@ def read(path: Path) -> ModelFile:
 
 
 def _format(data: Any, found: Found) -> str:
-    if isinstance(data, dict) and data.get("magic") == TORCHDECK_MAGIC:
+    if isinstance(data, dict) and data.get("magic") == MAGIC:
         return "torchdeck"
     if isinstance(data, dict) and ("pytorch-lightning_version" in data or
                                    "state_dict" in data and {"optimizer_states", "hyper_parameters"} & data.keys()):
@@ -85,7 +85,7 @@ def _refused(path: Path) -> ModelFile:
         data, named = shadow.read(archive.record("data.pkl"))
         make = archive.entry
     else:
-        data, named = shadow.read(path.read_bytes()) if _is_plain_pickle(path) else (None, [])
+        data, named = shadow.read(path.read_bytes()) if is_pickle(path) else (None, [])
         make = _header_only
     if data is None and not named:
         raise CheckpointError(f"{path} is damaged or not a PyTorch file")
@@ -114,12 +114,6 @@ def _unsafe(named: list[str]) -> list[str]:
     allowed = _get_allowed_globals()
     plain = {f"{module}.{name}" for module, name in shadow.SAFE} | {f"torch._utils.{name}" for name in shadow.REBUILDS}
     return [name for name in named if name not in allowed and name not in plain]
-
-
-def _is_plain_pickle(path: Path) -> bool:
-    with open(path, "rb") as handle:
-        head = handle.read(2)
-    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
 class Archive:

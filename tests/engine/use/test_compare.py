@@ -11,8 +11,7 @@ from conftest import train
 
 from engine.errors import CheckpointError
 from engine.store import rundir, runs
-from engine.train import metrics
-from engine.use.compare import HIGHER_IS_BETTER, compare, differing_options
+from engine.use.compare import compare, differing_options
 
 RATES = (0.001, 0.01, 0.05)
 
@@ -79,11 +78,6 @@ def test_a_path_that_is_not_a_run_is_one_error(three, tmp_path):
 def test_options_one_config_lacks_differ_and_names_never_do():
     configs = [{"name": "a", "out": "x", "lr": 0.1, "seed": 1}, {"name": "b", "out": "y", "lr": 0.1}]
     assert differing_options(configs) == ["seed"]
-
-
-def test_higher_is_better_agrees_with_the_training_metrics():
-    """compare keeps its own copy to stay free of torch; it must not drift from the metrics'."""
-    assert HIGHER_IS_BETTER == metrics.HIGHER_IS_BETTER
 
 
 def test_a_resumed_epoch_replaces_the_one_it_reran(three, tmp_path):
