@@ -262,7 +262,7 @@ class Sweep:
                 if isinstance(event, EpochEnded) and not pruned:
                     value = event.val_loss if self.monitor == "val_loss" else event.metrics[self.monitor]
                     trial.report(value, event.epoch)
-                    if trial.should_prune():
+                    if event.epoch < event.epochs and trial.should_prune():  # at the last, nothing is saved
                         pruned = True
                         run.control.stop(f"pruned by the sweep at epoch {event.epoch}")
         finally:
@@ -270,7 +270,7 @@ class Sweep:
             result = run.wait()
             with self._lock:
                 self._runs.discard(run)
-        if pruned:
+        if pruned and not isinstance(result, RunFinished):  # pruned at its last epoch, it finished anyway
             raise optuna().TrialPruned()
         if isinstance(result, RunFinished):
             return result.best["value"]

@@ -72,7 +72,9 @@ def test_a_sweep_on_iris_is_as_good_as_the_preset(tmp_path):
     for row in board:
         assert row["run_dir"] == sweep.folder / f"trial-{row['number']:04d}"
         summary = runs.summary(row["run_dir"])
-        assert summary["status"] == "finished" and summary["config"]["lr"] == pytest.approx(row["params"]["lr"])
+        # the median pruner may stop a trial after its fifth: a pruned trial's run reads as stopped
+        assert summary["status"] == {"complete": "finished", "pruned": "stopped"}[row["state"]]
+        assert summary["config"]["lr"] == pytest.approx(row["params"]["lr"])
         assert row["duration"] > 0
     assert sweep.trial_config(best).hidden == (int(best["params"]["hidden"]),)
 
@@ -82,6 +84,27 @@ class PruneTheSecond(optuna.pruners.BasePruner):
 
     def prune(self, study, trial) -> bool:
         return trial.number == 1
+
+
+class PruneAtTheLastEpoch(optuna.pruners.BasePruner):
+    """Prunes trial 1 at its fourth (last) epoch, when nothing is left to save."""
+
+    def prune(self, study, trial) -> bool:
+        return trial.number == 1 and trial.last_step == 4
+
+
+def test_a_trial_pruned_at_its_last_epoch_is_complete_as_its_run(tmp_path):
+    """The median pruner can judge a trial at its last epoch: its run finished all the same, so
+    the trial counts as complete with its value, as its run directory says (CI saw a pruned
+    trial whose run read as finished)."""
+    sweep = Sweep.create(RunConfig.for_task("iris", epochs=4), ["lr=1e-3..1e-1:log"], 2, out=tmp_path,
+                         pruner=PruneAtTheLastEpoch())
+    sweep.run()
+    board = {row["number"]: row for row in leaderboard(sweep.folder)}
+    assert {number: row["state"] for number, row in board.items()} == {0: "complete", 1: "complete"}
+    summary = runs.summary(sweep.folder / "trial-0001")
+    assert summary["status"] == "finished" and summary["epochs_done"] == 4
+    assert board[1]["value"] == pytest.approx(summary["best"]["value"])
 
 
 def test_a_pruned_trial_is_recorded_as_pruned(tmp_path):
