@@ -1,5 +1,5 @@
 """``python -m cli`` runs the ``torchdeck`` command."""
 
-from cli.main import main
+from cli.main import command
 
-main()
+command()

@@ -10,12 +10,14 @@ of its traceback), 2 bad input (one line on stderr, no traceback),
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from typer import Abort
@@ -218,4 +220,30 @@ def main() -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
     sys.exit(code or 0)
+
+
+def command() -> NoReturn:
+    """The ``torchdeck`` command itself (its console script, ``python -m cli``): :func:`main`, then
+    the quick exit of :func:`leave`. Callers of ``main`` in their own process get its SystemExit."""
+    try:
+        main()
+    except SystemExit as done:
+        leave(done.code)
+
+
+def leave(code: object) -> NoReturn:
+    """Exit with ``code``; once torch is loaded, without Python's teardown of every module and
+    object, which then takes a second or more (bench/speed.py measures it) after everything the
+    command writes is written, fsynced and closed. Output streams and logs are flushed first;
+    a thread still working (none should be) gets the usual exit, which waits for it."""
+    alone = all(thread.daemon or thread is threading.main_thread() for thread in threading.enumerate())
+    if "torch" not in sys.modules or not alone or not isinstance(code, int):
+        sys.exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a reader that left, a stream already closed
+            pass
+    logging.shutdown()
+    os._exit(code)
 

@@ -9,8 +9,8 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 
+from engine.data.holdout import train_test_split
 from engine.data.meta import TaskMeta, TaskSpec
 from engine.errors import DataError
 
@@ -35,7 +35,8 @@ def outputs_of(model: torch.nn.Module, x: torch.Tensor | Iterable[torch.Tensor])
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([model(chunk) for chunk in chunks])
+        outputs = [model(chunk) for chunk in chunks]
+        return outputs[0] if len(outputs) == 1 else torch.cat(outputs)  # a small split: no copy
     finally:
         model.train(was_training)
 

@@ -23,8 +23,6 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from sklearn.impute import SimpleImputer
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from engine.data.meta import TaskMeta, TaskSpec
 from engine.data.split import Split, TaskData, split_rows
@@ -332,6 +330,10 @@ def _fit_columns(header: list[str], target: int, rows: list[list[str]], where: l
     if len(huge):
         row, column = huge[0]
         raise _too_large(where[row], header[numeric[column]], rows[row][numeric[column]])
+    # scikit-learn is imported only by the tasks that use it (it costs a second of start-up)
+    from sklearn.impute import SimpleImputer
+    from sklearn.preprocessing import OneHotEncoder
+
     columns = {}
     if numeric:
         fills = SimpleImputer(strategy="median").fit(values[np.ix_(train, numeric)]).statistics_
@@ -352,6 +354,8 @@ def _fit_meta(task: str, kind: str, class_names: list[str], columns: list[dict[s
               x_train: np.ndarray, y_train: np.ndarray) -> TaskMeta:
     """The TaskMeta of a new csv run: number inputs standardised with the training split's mean
     and deviation, one-hot inputs left as 0/1; a regression target standardised likewise."""
+    from sklearn.preprocessing import StandardScaler
+
     numeric = np.array([column["type"] == "number" for column in columns for _ in range(_width(column))], dtype=bool)
     mean, scale = np.zeros(x_train.shape[1]), np.ones(x_train.shape[1])
     if numeric.any():

@@ -13,8 +13,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from sklearn import datasets
-from sklearn.preprocessing import StandardScaler
 
 from engine import usercode
 from engine.catalog import Catalog
@@ -33,9 +31,13 @@ from engine.data.tables import load_csv
 from engine.errors import DataError
 
 
-def _sklearn(loader: Callable) -> Callable[[Any], RawData]:
+def _sklearn(loader: str) -> Callable[[Any], RawData]:
+    """One of scikit-learn's bundled data sets, by its loader's name (scikit-learn is imported only
+    when such a task loads: it costs every other task a second of start-up)."""
     def load(config) -> RawData:
-        bunch = loader()
+        from sklearn import datasets
+
+        bunch = getattr(datasets, loader)()
         names = [str(n) for n in getattr(bunch, "target_names", [])]
         return RawData(bunch.data.astype(np.float32), bunch.target, list(map(str, bunch.feature_names)), names)
 
@@ -148,6 +150,9 @@ def _image_meta(spec: TaskSpec, train_images: torch.Tensor, class_names: list[st
 
 
 def _fit_meta(spec: TaskSpec, raw: RawData, train: np.ndarray) -> TaskMeta:
+    # only the array tasks come here: scikit-learn's sets and the synthetic line
+    from sklearn.preprocessing import StandardScaler
+
     scaler = StandardScaler().fit(raw.x[train])
     y_mean, y_scale = 0.0, 1.0
     if spec.scale_target:
@@ -193,13 +198,13 @@ TASKS: Catalog[TaskSpec] = Catalog(
     [
         TaskSpec(
             "iris", "Iris flowers: 150 samples, 4 measurements, 3 species (tutorial preset)", "multiclass",
-            _sklearn(datasets.load_iris),
+            _sklearn("load_iris"),
             dict(model="mlp", hidden=[16, 8], activation="relu", dropout=0.2, optimizer="adam",
                  lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=100),
         ),
         TaskSpec(
             "breast-cancer", "Breast cancer diagnosis: 569 samples, 30 features, binary (tutorial preset)",
-            "binary", _sklearn(datasets.load_breast_cancer),
+            "binary", _sklearn("load_breast_cancer"),
             dict(model="mlp", hidden=[64, 32], activation="relu", optimizer="adam", lr=1e-3,
                  batch_size=32, epochs=100),
         ),
@@ -212,13 +217,13 @@ TASKS: Catalog[TaskSpec] = Catalog(
         ),
         TaskSpec(
             "wine", "Wine cultivars: 178 samples, 13 chemical features, 3 classes", "multiclass",
-            _sklearn(datasets.load_wine),
+            _sklearn("load_wine"),
             dict(model="mlp", hidden=[32, 16], activation="relu", dropout=0.1, optimizer="adam",
                  lr=0.01, scheduler="step", step_size=30, gamma=0.1, batch_size=16, epochs=60),
         ),
         TaskSpec(
             "digits", "Handwritten digits: 1797 images of 8x8 pixels, 10 classes", "multiclass",
-            _sklearn(datasets.load_digits),
+            _sklearn("load_digits"),
             dict(model="mlp", hidden=[128, 64], activation="relu", dropout=0.1, optimizer="adam",
                  lr=1e-3, scheduler="cosine", batch_size=64, epochs=40),
         ),
@@ -260,7 +265,7 @@ TASKS: Catalog[TaskSpec] = Catalog(
         ),
         TaskSpec(
             "diabetes", "Diabetes progression: 442 patients, 10 features, regression", "regression",
-            _sklearn(datasets.load_diabetes),
+            _sklearn("load_diabetes"),
             dict(model="mlp", hidden=[64, 32], activation="relu", dropout=0.1, optimizer="adamw",
                  lr=1e-3, weight_decay=1e-2, batch_size=32, epochs=200, patience=30),
             scale_target=True,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn import metrics as skm
 
 REGRESSION = ("mae", "rmse", "r2")
 CLASSIFICATION = ("accuracy",)
@@ -46,6 +45,9 @@ def labels(kind: str, targets: torch.Tensor) -> np.ndarray:
 def compute(kind: str, outputs: torch.Tensor, targets: torch.Tensor, meta) -> dict[str, float]:
     """The kind's metrics for model ``outputs`` against ``targets`` (regression in target units)."""
     if kind == "regression":
+        # imported here: scikit-learn would cost a classifier's run a second of start-up
+        from sklearn import metrics as skm
+
         truth = meta.unscale_targets(targets.float()).reshape(-1).cpu().numpy()
         guess = meta.unscale_targets(outputs.float()).reshape(-1).cpu().numpy()
         return {

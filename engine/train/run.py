@@ -40,6 +40,7 @@ from engine.train.loop import Diverged, Loop
 from engine.train.metrics import metric_names
 from engine.train.models import count_parameters
 from engine.train.prepare import Parts, load_for_resume, resumed_config
+from engine.train.runthread import RunThread
 
 TINY_STEP = 2**22  # parameters x batch size below which a step runs on one CPU thread (see Run._threads)
 BATCH_EVENTS_EVERY = 0.1  # seconds between batch events (an epoch event tells that an epoch is complete)
@@ -62,8 +63,9 @@ class Run:
         try:
             self.world = world = world or World.single()
             world.setup()
+            self._worker = RunThread("torchdeck-run", self)  # prepares and trains: one OpenMP team
             with world.together():  # a failure on one rank (say, rank 0's run directory) fails them all
-                self.parts = Parts.build(config, world, saved)
+                self.parts = self._worker.call(Parts.build, config, world, saved)
                 if world.is_main and run_dir is None:
                     run_dir = rundir.create(config.out, config.name or rundir.default_name(config.task, config.model))
                     self.lock = RunLock(run_dir)
@@ -150,9 +152,8 @@ class Run:
     # --- running ------------------------------------------------------------------------
 
     def start(self) -> "Run":
-        self.thread = threading.Thread(target=self._main, name="torchdeck-run")
-        self.events.producer = self.thread
-        self.thread.start()
+        self.events.producer = self._worker.thread
+        self.thread = self._worker.start(self._main)
         return self
 
     def wait(self) -> Event | None:
@@ -198,7 +199,7 @@ class Run:
 
         Its operations are too small to split, yet from a thread other than the main one each of
         them pays for waking the OpenMP team, which costs a tiny model more than the threads give
-        back (bench/compare_loops.py measures it). Models with real matrix products keep every
+        back (bench/speed.py's Iris row: the hand loop does the same). Models with real matrix products keep every
         thread: they lose speed with one.
         """
         before = torch.get_num_threads()
