@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import sys
+import time
 from typing import Iterator, TextIO
 
 from engine.events import (
@@ -33,6 +34,8 @@ from engine.text import (
     started_text,
     stopped_text,
 )
+
+REFRESH_EVERY = 0.25  # seconds between redraws of the terminal's progress bars
 
 
 class JsonReporter:
@@ -100,7 +103,9 @@ class RichReporter:
             TimeRemainingColumn(),
             console=self.console,
             transient=True,
+            auto_refresh=False,  # drawn when events come, at most every REFRESH_EVERY: no thread of its own
         )
+        self.drawn = 0.0
         self.epoch_task = None
         self.total_task = None
         self.columns: list[str] = []
@@ -136,11 +141,13 @@ class RichReporter:
         self.progress.update(self.epoch_task, description=f"epoch {event.epoch}/{event.epochs}",
                              completed=event.batch, total=event.batches, detail=detail)
         self.progress.update(self.total_task, completed=(event.epoch - 1) * event.batches + event.batch)
+        self._draw()
 
     def _epoch(self, event: EpochEnded) -> None:
         total = self.progress.tasks[self.epoch_task].total or 0  # batch events come only every 0.1 s
         self.progress.update(self.epoch_task, completed=total)
         self.progress.update(self.total_task, completed=event.epoch * total)
+        self._draw(now=True)
         if not self.columns:
             self.columns = ["epoch", "train_loss", "val_loss", *event.metrics, "lr", "time"]
             self.widths = [max(len(c), 8) for c in self.columns]
@@ -149,6 +156,15 @@ class RichReporter:
                  *(fmt(v) for v in event.metrics.values()), f"{event.lr:.3g}", f"{event.seconds:.2f}s"]
         mark = " *" if event.improved else ""
         self._print(" ".join(f"{c:>{w}}" for c, w in zip(cells, self.widths)), (mark, "green"))
+
+    def _draw(self, now: bool = False) -> None:
+        """Redraw the bars, at most every REFRESH_EVERY seconds unless ``now``. Drawing holds the
+        GIL for a millisecond or two, which the training thread waits out: Rich's own refresh
+        thread, drawing ten times a second whether anything changed or not, cost the run a few
+        per cent of its pace."""
+        if now or time.monotonic() - self.drawn >= REFRESH_EVERY:
+            self.progress.refresh()
+            self.drawn = time.monotonic()
 
     def _ended(self, event: Event) -> None:
         if isinstance(event, RunFinished):

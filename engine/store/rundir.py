@@ -74,6 +74,7 @@ class RunWriter:
     def __init__(self, run_dir: Path, metric_names: list[str]):
         self.run_dir = run_dir
         self.metric_names = metric_names
+        self._metrics = None  # metrics.csv, opened at the first epoch's row
         with _writing(run_dir):
             remove_stale(run_dir)
             self._events = open(run_dir / EVENTS, "a", encoding="utf-8", buffering=1, opener=_no_follow)
@@ -106,12 +107,20 @@ class RunWriter:
     def _append_metrics(self, event: EpochEnded) -> None:
         """One row under the one header: a file gone since the run began (removed by hand) starts
         with its header again, and the row holds the epoch's own numbers (a NaN as nan), as
-        :meth:`rewrite_metrics` writes them from the history, not the JSON line's nulls."""
-        with open(self.run_dir / METRICS, "a", encoding="utf-8", newline="", opener=_no_follow) as handle:
-            writer = csv.writer(handle, lineterminator="\n")
-            if not handle.tell():
-                writer.writerow(self._columns())
-            writer.writerow(self._row(vars(event)))
+        :meth:`rewrite_metrics` writes them from the history, not the JSON line's nulls. The file
+        stays open between epochs (opening it took a tenth of a short epoch) and is opened again
+        once it has no name left: removed, or replaced by :meth:`rewrite_metrics`."""
+        handle = self._metrics
+        if handle is None or os.fstat(handle.fileno()).st_nlink == 0:
+            if handle is not None:
+                handle.close()
+            handle = self._metrics = open(self.run_dir / METRICS, "a", encoding="utf-8", newline="",
+                                          opener=_no_follow)
+        writer = csv.writer(handle, lineterminator="\n")
+        if not handle.tell():
+            writer.writerow(self._columns())
+        writer.writerow(self._row(vars(event)))
+        handle.flush()
 
     def __call__(self, event: Event) -> None:
         """Record ``event``. A write that fails (disk full, folder made read-only) ends the run
@@ -130,10 +139,12 @@ class RunWriter:
                 raise
         finally:
             if event.terminal:
-                try:
-                    self._events.close()
-                except OSError:  # the unwritten rest of a full disk's buffer
-                    pass
+                for handle in (self._events, self._metrics):
+                    try:
+                        if handle is not None:
+                            handle.close()
+                    except OSError:  # the unwritten rest of a full disk's buffer
+                        pass
 
 
 def refuse_links(run_dir: Path) -> None:

@@ -129,7 +129,8 @@ class Loop:
                         size=min(batches * parts.config.batch_size, len(train)),
                         carried_loss=state.partial_loss, carried_seconds=state.partial_seconds)
         self.sync.begin_epoch(cursor)
-        parts.model.train()
+        if not parts.model.training:  # evaluations put it back as they found it; a toggle costs a tiny epoch
+            parts.model.train()
         return cursor
 
     def _batches(self, cursor: Cursor) -> Iterator[tuple[int, tuple[torch.Tensor, torch.Tensor]]]:
