@@ -21,7 +21,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from engine.errors import DataError
 
@@ -160,6 +159,9 @@ def _read(path: Path) -> Iterator[Image.Image]:
 
 def channel_stats(paths: list[Path], mode: str, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-channel mean and std of a fixed sample of training images, as tensors (C, 1, 1)."""
+    # imported here, as in the other two: torchvision costs every other task a third of a second
+    from torchvision import transforms
+
     rng = np.random.default_rng(seed)
     sample = rng.choice(len(paths), size=min(len(paths), STATS_SAMPLE), replace=False)
     to_tensor = transforms.ToTensor()
@@ -171,6 +173,8 @@ def channel_stats(paths: list[Path], mode: str, size: int, seed: int) -> tuple[t
 
 def augmentation() -> list:
     """The cats-vs-dogs tutorial's training augmentation."""
+    from torchvision import transforms
+
     return [
         transforms.RandomHorizontalFlip(0.5),
         transforms.RandomRotation(10),
@@ -183,6 +187,8 @@ class FolderDataset(Dataset):
 
     def __init__(self, paths: list[Path], mode: str, size: int, mean: torch.Tensor, std: torch.Tensor,
                  augment: bool) -> None:
+        from torchvision import transforms
+
         self.paths, self.mode, self.size = paths, mode, size
         self.transform = transforms.Compose([
             *(augmentation() if augment else []),

@@ -18,8 +18,8 @@ from engine.train.run import Run
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_mnist_and_its_split_import_no_scikit_learn(tmp_path):
-    """Importing scikit-learn costs a second; a run of MNIST needs nothing from it."""
+def test_a_run_of_mnist_imports_neither_scikit_learn_nor_torchvision(tmp_path):
+    """Importing scikit-learn costs a second, torchvision a third; a run of MNIST needs neither."""
     images, labels = shape_images(200)
     write_idx_pair(tmp_path / "mnist", "t10k", images, labels)
     script = textwrap.dedent(f"""
@@ -31,7 +31,7 @@ def test_mnist_and_its_split_import_no_scikit_learn(tmp_path):
         run.start()
         result = run.wait()
         assert type(result).__name__ == "RunFinished", result
-        print(sorted(name for name in sys.modules if name.split(".")[0] == "sklearn"))
+        print(sorted(name for name in sys.modules if name.split(".")[0] in ("sklearn", "torchvision")))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
