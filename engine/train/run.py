@@ -1,10 +1,10 @@
-"""A training run: prepared in the caller's thread, trained in a worker thread.
+"""A training run: prepared and trained in a thread of its own (``run.worker``, a RunThread).
 
 ``Run.new(config)`` or ``Run.resume(path)`` does everything that can fail because of the user's
 input (checking the device, loading data, reading a checkpoint, creating the run directory)
-before any thread starts, so a front end can report those errors as bad input. ``start()``
-then runs the plain PyTorch loop (``engine/train/loop.py``) in a thread; the loop reports
-through ``run.events`` and obeys ``run.control`` between batches. ``wait()`` returns the
+before it returns, raising those errors in the caller, so a front end can report them as bad
+input. ``start()`` then runs the plain PyTorch loop (``engine/train/loop.py``) in the same
+thread; the loop reports through ``run.events`` and obeys ``run.control`` between batches. ``wait()`` returns the
 terminal event, which ``run.result`` keeps.
 
 A run stopped at any batch and resumed ends with the same weights as one that was never
@@ -47,7 +47,8 @@ BATCH_EVENTS_EVERY = 0.1  # seconds between batch events (an epoch event tells t
 
 
 class Run:
-    """One training run, its worker thread and the stream of its events.
+    """One training run, its thread (``worker``: it prepares the run, then trains it) and the
+    stream of its events.
 
     Besides ``events``, ``control`` and ``result``, a run shows what front ends read: its
     ``run_dir``, ``config``, ``device``, ``world``, ``data`` and train ``state``, and in
@@ -63,9 +64,9 @@ class Run:
         try:
             self.world = world = world or World.single()
             world.setup()
-            self._worker = RunThread("torchdeck-run", self)  # prepares and trains: one OpenMP team
+            self.worker = RunThread("torchdeck-run", self)  # prepares and trains: one OpenMP team
             with world.together():  # a failure on one rank (say, rank 0's run directory) fails them all
-                self.parts = self._worker.call(Parts.build, config, world, saved)
+                self.parts = self.worker.call(Parts.build, config, world, saved)
                 if world.is_main and run_dir is None:
                     run_dir = rundir.create(config.out, config.name or rundir.default_name(config.task, config.model))
                     self.lock = RunLock(run_dir)
@@ -152,8 +153,8 @@ class Run:
     # --- running ------------------------------------------------------------------------
 
     def start(self) -> "Run":
-        self.events.producer = self._worker.thread
-        self.thread = self._worker.start(self._main)
+        self.events.producer = self.worker.thread
+        self.thread = self.worker.start(self._main)
         return self
 
     def wait(self) -> Event | None:

@@ -7,7 +7,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
 from pathlib import Path
 
 from conftest import shape_images, write_idx_pair
@@ -67,14 +66,12 @@ def test_a_run_prepares_and_trains_in_one_thread_of_its_own(tmp_path):
 
 def test_a_run_never_started_leaves_no_thread_behind(tmp_path):
     run = Run.new(RunConfig.for_task("iris", epochs=1, out=str(tmp_path)))
-    threads = [thread for thread in threading.enumerate() if thread.name == "torchdeck-run"]
-    assert threads
+    thread = run.worker.thread
+    assert thread.is_alive()
     del run
     gc.collect()
-    deadline = time.monotonic() + 10
-    while any(thread.is_alive() for thread in threads) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not any(thread.is_alive() for thread in threads)
+    thread.join(timeout=30)
+    assert not thread.is_alive()
 
 
 def test_a_preparation_that_fails_raises_in_the_caller(tmp_path):
