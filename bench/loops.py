@@ -69,6 +69,27 @@ class Clock:
                               samples=self.samples, loop_seconds=loop, epochs=epochs)), flush=True)
 
 
+def by_index(model, optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor, batch_size: int, clock: Clock) -> float:
+    """One epoch of tensors batched by index, losses kept on the device; its mean loss."""
+    start = time.perf_counter()
+    model.train()
+    order = torch.randperm(len(x))
+    batches = -(-len(x) // batch_size)
+    losses = torch.zeros(batches)
+    for i in range(batches):
+        rows = order[i * batch_size:(i + 1) * batch_size]
+        loss = loss_fn(model(x[rows]), y[rows])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses[i] = loss.detach() * len(rows)
+        clock.batch_done()
+    mean = float(losses.sum()) / len(x)
+    clock.batch_seconds += time.perf_counter() - start
+    clock.samples += len(x)
+    return mean
+
+
 def hand(args) -> None:
     """Tensors batched by index, losses kept on the device: the fast loop a careful user writes."""
     images, labels = mnist(args.data_dir)
@@ -81,22 +102,7 @@ def hand(args) -> None:
     loss_fn = nn.CrossEntropyLoss()
     clock = Clock()
     for _ in range(args.epochs):
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(TRAIN)
-        batches = -(-TRAIN // 64)
-        losses = torch.zeros(batches)
-        for i in range(batches):
-            rows = order[i * 64:(i + 1) * 64]
-            loss = loss_fn(model(x_train[rows]), y_train[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[i] = loss.detach() * len(rows)
-            clock.batch_done()
-        train_loss = float(losses.sum()) / TRAIN
-        clock.batch_seconds += time.perf_counter() - start
-        clock.samples += TRAIN
+        train_loss = by_index(model, optimizer, loss_fn, x_train, y_train, 64, clock)
         model.eval()
         with torch.no_grad():
             outputs = model(x_val)
@@ -215,24 +221,8 @@ def iris(args) -> None:
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=10, gamma=0.1)
     loss_fn = nn.CrossEntropyLoss()
     clock = Clock()
-    n = len(x_train)
     for _ in range(args.epochs):
-        start = time.perf_counter()
-        model.train()
-        order = torch.randperm(n)
-        batches = -(-n // 16)
-        losses = torch.zeros(batches)
-        for i in range(batches):
-            rows = order[i * 16:(i + 1) * 16]
-            loss = loss_fn(model(x_train[rows]), y_train[rows])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses[i] = loss.detach() * len(rows)
-            clock.batch_done()
-        float(losses.sum())
-        clock.batch_seconds += time.perf_counter() - start
-        clock.samples += n
+        by_index(model, optimizer, loss_fn, x_train, y_train, 16, clock)
         model.eval()
         with torch.no_grad():
             outputs = model(x_val)

@@ -87,8 +87,9 @@ def _workers(samples: int, device: torch.device) -> int:
 
     None for a small split (starting workers costs more than preparing its samples in process).
     A model trained on the CPU computes on the same cores the workers prepare samples on: none
-    on two cores or fewer (there they slow the model down more than they speed decoding up:
-    measured with the tutorial ConvNet on a 32-pixel folder), half the cores up to 4 above that. On a GPU, up to 4.
+    on two cores or fewer (there they slow the model down more than they speed decoding up, as
+    the tutorial ConvNet on a 32-pixel folder measured), half the cores up to 4 above that. On a
+    GPU, up to 4.
     """
     cores = os.cpu_count() or 1
     if samples < WORKERS_FROM or (device.type == "cpu" and cores <= 2):

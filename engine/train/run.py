@@ -4,8 +4,8 @@
 input (checking the device, loading data, reading a checkpoint, creating the run directory)
 before it returns, raising those errors in the caller, so a front end can report them as bad
 input. ``start()`` then runs the plain PyTorch loop (``engine/train/loop.py``) in the same
-thread; the loop reports through ``run.events`` and obeys ``run.control`` between batches. ``wait()`` returns the
-terminal event, which ``run.result`` keeps.
+thread; the loop reports through ``run.events`` and obeys ``run.control`` between batches.
+``wait()`` returns the terminal event, which ``run.result`` keeps.
 
 A run stopped at any batch and resumed ends with the same weights as one that was never
 interrupted (on the CPU): see ``prepare.py`` for the RNG states and ``checkpointer.py`` for
@@ -200,8 +200,8 @@ class Run:
 
         Its operations are too small to split, yet from a thread other than the main one each of
         them pays for waking the OpenMP team, which costs a tiny model more than the threads give
-        back (bench/speed.py's Iris row: the hand loop does the same). Models with real matrix products keep every
-        thread: they lose speed with one.
+        back (the hand-written Iris loop of bench/loops.py does the same). Models with real matrix
+        products keep every thread: they lose speed with one.
         """
         before = torch.get_num_threads()
         tiny = count_parameters(self.parts.model) * self.config.batch_size < TINY_STEP
